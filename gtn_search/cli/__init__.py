@@ -1,0 +1,65 @@
+"""The ``gtn-search`` command line: one subcommand module per area, errors without tracebacks.
+
+Every user mistake surfaces as one line ``error: <file/field>: <what and how to fix>`` on stderr
+and exit status 1. An unexpected exception (a bug) prints one line too and exits with 2; set
+``GTN_SEARCH_DEBUG=1`` to see its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from gtn_search import __version__
+from gtn_search.errors import GTNSearchError
+
+#: Modules that add subcommands; each has ``register(subparsers)``.
+COMMAND_MODULES: tuple[str, ...] = ("gtn_search.cli.space", "gtn_search.cli.plugins")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every subcommand."""
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="gtn-search",
+        description="Neural architecture search accelerated by Generative Teaching Networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"gtn-search {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status = args.func(args)
+    except GTNSearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: recorded results are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: one line unless debugging
+        if os.environ.get("GTN_SEARCH_DEBUG"):
+            traceback.print_exc()
+        else:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            print(
+                f"internal error: {type(exc).__name__}: {first} (this is a bug in gtn-search; "
+                f"set GTN_SEARCH_DEBUG=1 for the traceback)",
+                file=sys.stderr,
+            )
+        return 2
+    return int(status or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Argument helpers shared by subcommands: search spaces and blueprints by name or file."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from pathlib import Path
+
+from gtn_search.configio import load_yaml, require_mapping
+
+
+def add_space_argument(parser: argparse.ArgumentParser, default: str = "gtn-nas") -> None:
+    parser.add_argument(
+        "--space",
+        default=default,
+        metavar="NAME|FILE",
+        help=f"a registered search space (see 'gtn-search plugins') or a YAML file defining one "
+        f"(default: {default})",
+    )
+
+
+def add_blueprint_argument(parser: argparse.ArgumentParser, default: str | None = "mnist-search") -> None:
+    parser.add_argument(
+        "--blueprint",
+        default=default,
+        metavar="NAME|FILE",
+        help="a blueprint preset (mnist-search, mnist-final, cifar10-search, cifar10-final) or a "
+        f"YAML file with a 'blueprint' field (default: {default})",
+    )
+
+
+def resolve_space(value: str):  # type: ignore[no-untyped-def]
+    """A CellSearchSpace from a preset name or a YAML file (bare definition or 'search_space')."""
+    from search_spaces.space import CellSearchSpace
+
+    path = Path(value)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        data = require_mapping(load_yaml(path), str(path))
+        if "search_space" in data:
+            return CellSearchSpace.from_mapping(data["search_space"], where=f"{path}: search_space")
+        return CellSearchSpace.from_mapping(dict(data), where=str(path))
+    return CellSearchSpace.from_mapping(value, where="--space")
+
+
+def resolve_blueprint(value: str):  # type: ignore[no-untyped-def]
+    """A Blueprint from a preset name or a YAML file (blueprint file or one carrying 'blueprint')."""
+    from search_spaces.blueprint import Blueprint, blueprint_preset
+
+    path = Path(value)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        data = require_mapping(load_yaml(path), str(path))
+        if "format" in data:
+            from search_spaces.yaml_format import load_blueprint
+
+            return load_blueprint(path)
+        inner = data.get("blueprint", data)
+        if not isinstance(inner, Mapping):
+            inner = data
+        return Blueprint.from_mapping(dict(inner), where=f"{path}: blueprint")
+    return blueprint_preset(value, where="--blueprint")

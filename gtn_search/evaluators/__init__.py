@@ -1,0 +1,1 @@
+"""How a candidate is SCORED: the Evaluator interface and the built-in evaluators."""

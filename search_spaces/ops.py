@@ -1,0 +1,164 @@
+"""The op registry's built-in operations: factories ``(C_in, C_out, stride) -> nn.Module``.
+
+Every op maps a ``[N, C_in, H, W]`` tensor to ``[N, C_out, ceil(H/stride), ceil(W/stride)]``, so
+any op can sit on any edge, including the stride-2 edges that leave a reduction cell's inputs.
+Convolutions follow the ReLU -> conv -> BatchNorm order of NASNet/DARTS. The blueprint expander
+later swaps the norm layers, the activation and adds weight normalisation as the blueprint asks,
+so third-party ops written with plain ``nn.BatchNorm2d`` and ``nn.ReLU`` get the same treatment.
+
+Third parties add ops with ``@OPS.register("my_op")`` or an entry point in ``gtn_search.ops``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gtn_search.registry import OPS
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU, one (possibly asymmetric or dilated) convolution, BatchNorm."""
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel: int | tuple[int, int],
+        stride: int | tuple[int, int],
+        padding: int | tuple[int, int],
+        dilation: int = 1,
+    ) -> None:
+        super().__init__(
+            nn.ReLU(),
+            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, dilation=dilation, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+
+
+class FactorizedConv(nn.Sequential):
+    """ReLU, a 1xk then a kx1 convolution (stride split over the two), BatchNorm."""
+
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int) -> None:
+        p = k // 2
+        super().__init__(
+            nn.ReLU(),
+            nn.Conv2d(c_in, c_out, (1, k), stride=(1, stride), padding=(0, p), bias=False),
+            nn.Conv2d(c_out, c_out, (k, 1), stride=(stride, 1), padding=(p, 0), bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+
+
+class DilConv(nn.Sequential):
+    """ReLU, depthwise dilated conv, pointwise conv, BatchNorm (DARTS' dil_conv)."""
+
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int, dilation: int) -> None:
+        pad = dilation * (k - 1) // 2
+        super().__init__(
+            nn.ReLU(),
+            nn.Conv2d(c_in, c_in, k, stride=stride, padding=pad, dilation=dilation, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+
+
+class SepConv(nn.Sequential):
+    """Two stacked depthwise-separable convolutions (DARTS' sep_conv); the first one strides."""
+
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int) -> None:
+        super().__init__(DilConv(c_in, c_in, k, stride, 1), DilConv(c_in, c_out, k, 1, 1))
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution without losing pixels: two offset 1x1 stride-2 convs, concatenated."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.relu = nn.ReLU()
+        self.conv_a = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_b = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
+        return self.bn(torch.cat([self.conv_a(x), self.conv_b(shifted)], dim=1))
+
+
+class Pool(nn.Module):
+    """Max or average pooling with 'same' (ceil) output size; a 1x1 conv if channels change."""
+
+    def __init__(self, kind: str, c_in: int, c_out: int, k: int, stride: int) -> None:
+        super().__init__()
+        self.k, self.stride = k, stride
+        # odd k: padding k//2 gives ceil(H/stride); even k: no padding, ceil_mode gives the same
+        pad, ceil = (k // 2, False) if k % 2 else (0, True)
+        if kind == "max":
+            self.pool: nn.Module = nn.MaxPool2d(k, stride=stride, padding=pad, ceil_mode=ceil)
+        else:
+            self.pool = nn.AvgPool2d(k, stride=stride, padding=pad, ceil_mode=ceil, count_include_pad=False)
+        self.proj = None if c_in == c_out else ReLUConvBN(c_in, c_out, 1, 1, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.k % 2 == 0 and self.stride == 1:  # even kernel, stride 1: pad right/bottom to keep size
+            x = F.pad(x, (0, self.k - 1, 0, self.k - 1), mode="replicate")
+        x = self.pool(x)
+        return x if self.proj is None else self.proj(x)
+
+
+class Identity(nn.Module):
+    """Skip connection; a factorized reduction when the edge strides or channels change."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        if stride == 1 and c_in == c_out:
+            self.op: nn.Module = nn.Identity()
+        elif stride == 1:
+            self.op = ReLUConvBN(c_in, c_out, 1, 1, 0)
+        else:
+            self.op = FactorizedReduce(c_in, c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+def _register_builtins() -> None:
+    builtins = {
+        "identity": ("Skip connection (factorized reduce when striding)", lambda ci, co, s: Identity(ci, co, s)),
+        "conv_1x1": ("ReLU-conv 1x1-BN", lambda ci, co, s: ReLUConvBN(ci, co, 1, s, 0)),
+        "conv_3x3": ("ReLU-conv 3x3-BN", lambda ci, co, s: ReLUConvBN(ci, co, 3, s, 1)),
+        "conv_1x3_3x1": ("ReLU-conv 1x3-conv 3x1-BN", lambda ci, co, s: FactorizedConv(ci, co, 3, s)),
+        "conv_1x7_7x1": ("ReLU-conv 1x7-conv 7x1-BN", lambda ci, co, s: FactorizedConv(ci, co, 7, s)),
+        "sep_conv_3x3": ("Two depthwise-separable 3x3 convs", lambda ci, co, s: SepConv(ci, co, 3, s)),
+        "sep_conv_5x5": ("Two depthwise-separable 5x5 convs", lambda ci, co, s: SepConv(ci, co, 5, s)),
+        "dil_conv_3x3": ("Dilated (2) depthwise-separable 3x3 conv", lambda ci, co, s: DilConv(ci, co, 3, s, 2)),
+        "dil_conv_5x5": ("Dilated (2) depthwise-separable 5x5 conv", lambda ci, co, s: DilConv(ci, co, 5, s, 2)),
+    }
+    for k in (2, 3, 5):
+        for kind in ("max", "avg"):
+            builtins[f"{kind}_pool_{k}x{k}"] = (
+                f"{'Max' if kind == 'max' else 'Average'} pooling {k}x{k}",
+                lambda ci, co, s, kind=kind, k=k: Pool(kind, ci, co, k, s),
+            )
+    for name, (description, factory) in builtins.items():
+        factory.__name__ = name
+        OPS.add(name, factory, description=description, source="search_spaces.ops (built-in)")
+
+
+_register_builtins()
+
+#: The operations of the GTN-NAS paper's space (Such et al. 2020, appendix).
+PAPER_OPS: tuple[str, ...] = (
+    "identity",
+    "conv_1x1",
+    "conv_3x3",
+    "conv_1x3_3x1",
+    "conv_1x7_7x1",
+    "max_pool_2x2",
+    "max_pool_3x3",
+    "max_pool_5x5",
+    "avg_pool_2x2",
+    "avg_pool_3x3",
+    "avg_pool_5x5",
+)
