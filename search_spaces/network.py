@@ -196,8 +196,9 @@ def build(arch: Architecture, blueprint: Blueprint, seed: int | None = None) -> 
     """Expand ``arch`` by ``blueprint`` into a fresh network; ``seed`` fixes its initial weights."""
     if seed is None:
         return apply_layer_style(Network(arch, blueprint), blueprint)  # type: ignore[return-value]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    from gtn_search.seeding import torch_seed
+
+    with torch_seed(seed):
         return apply_layer_style(Network(arch, blueprint), blueprint)  # type: ignore[return-value]
 
 

@@ -1,0 +1,28 @@
+"""Batch augmentation on in-memory tensors: random crop with padding and horizontal flip."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def random_crop_flip(x: torch.Tensor, rng: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
+    """Per-image random crop (zero padding ``pad``) and horizontal flip of a [N, C, H, W] batch."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=rng)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=rng)
+    out = _crop(padded, dy, dx, h, w)
+    if flip:
+        mask = torch.rand(n, generator=rng) < 0.5
+        out = torch.where(mask[:, None, None, None], out.flip(3), out)
+    return out
+
+
+def _crop(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    n, c = padded.shape[:2]
+    iy = (dy[:, None] + torch.arange(h)[None, :])  # [N, H]
+    ix = (dx[:, None] + torch.arange(w)[None, :])  # [N, W]
+    batch = torch.arange(n)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch, iy[:, :, None], ix[:, None, :]]  # [N, H, W, C]
+    return out.permute(0, 3, 1, 2).contiguous()
