@@ -75,7 +75,8 @@ class Generator(nn.Module):
         """Images for noise ``z`` [N, noise_dim] and labels ``y`` ([N] ints or [N, K] soft)."""
         onehot = F.one_hot(y, self.num_classes).to(z.dtype) if y.dim() == 1 else y
         h = self.fc(torch.cat([z, onehot], dim=1)).view(z.shape[0], self.config.channels, *self.base)
-        h = F.interpolate(h, size=self.mid, mode="nearest")
+        # channels-last makes the upsample+conv pair about twice as fast on CPU (mkldnn)
+        h = F.interpolate(h.contiguous(memory_format=torch.channels_last), size=self.mid, mode="nearest")
         h = F.leaky_relu(self.bn1(self.conv1(h)), 0.1)
         h = F.interpolate(h, size=self.image_shape[1:], mode="nearest")
-        return torch.tanh(self.conv2(h)) * self.config.output_scale
+        return (torch.tanh(self.conv2(h)) * self.config.output_scale).contiguous()
