@@ -50,3 +50,52 @@ def mnist_root(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(archive.resolve())
     return root
+
+
+@pytest.fixture(scope="session")
+def toy_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The throw-away plugin package in ``tests/data/toy_plugin``, pip-installed into a tmp folder.
+
+    Installed for real (``pip install --target``, no network, no build isolation), added to
+    ``sys.path``, and the strategy registry is told to re-read entry points, so the plugin's
+    strategy is discovered from its package metadata exactly as a user's package would be.
+    """
+    import importlib
+    import subprocess
+    import sys
+
+    from gtn_search.registry import STRATEGIES
+
+    target = tmp_path_factory.mktemp("site")
+    source = Path(__file__).parent / "data" / "toy_plugin"
+    build = tmp_path_factory.mktemp("build")
+    import shutil
+
+    shutil.copytree(source, build / "toy_plugin")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-build-isolation", "--no-deps", "--no-index",
+         "--target", str(target), str(build / "toy_plugin")],
+        check=True, capture_output=True, text=True,
+    )
+    sys.path.insert(0, str(target))
+    importlib.invalidate_caches()
+    STRATEGIES._loaded = False
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_teaching_set(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A teaching set from two meta-iterations of a tiny GTN on MNIST (for search tests)."""
+    from gtn_search.data import load_dataset
+    from gtn_search.gtn.config import load_config
+    from gtn_search.gtn.meta_train import MetaTrainer
+
+    config = load_config(None, {
+        "generator": {"noise_dim": 8, "hidden": 32, "channels": 8}, "inner_steps": 3, "inner_batch": 16,
+        "learner": {"kind": "nas", "blueprint": {"channels": 2, "stages": 1, "cells_per_stage": 1,
+                                                  "stem_multiplier": 2}},
+        "meta_iterations": 2, "meta_batch": 16, "inner_lr": 0.1, "monitor_every": 0, "intermediate_every": 0,
+    })
+    trainer = MetaTrainer(config, load_dataset("mnist", mnist_root))
+    trainer.run(progress=False)
+    return trainer.teaching_set().save(tmp_path_factory.mktemp("teach") / "teaching_set.pt")

@@ -19,7 +19,9 @@ BUDGET = 300
 #: every registered strategy, plus the Nevergrad optimizers the issue names
 NAMES = sorted(set(STRATEGIES.names()) - {"nevergrad"}) + [
     "ng:NGOpt", "ng:TwoPointsDE", "ng:DiscreteOnePlusOne", "ng:PortfolioDiscreteOnePlusOne",
+    "toy-hill-climb",  # the throw-away plugin package, discovered through its entry point
 ]
+PLUGIN = "toy-hill-climb"
 OPTIONS = {"evolution": {"population": 20, "sample_size": 5}}
 
 
@@ -66,6 +68,13 @@ def run(s: Strategy, trials: int, in_flight: int = 1, restore_at: int | None = N
         s.tell(c.number, score)
         history.append((c.architecture.hash, score))
     return history
+
+
+@pytest.fixture(autouse=True)
+def _plugin_when_needed(request):
+    """Install the throw-away plugin package before the tests that use it."""
+    if "name" in request.fixturenames and request.getfixturevalue("name") == PLUGIN:
+        request.getfixturevalue("toy_plugin")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -140,3 +149,11 @@ def test_ordinal_encoding_and_descriptions():
     mean, std = chance()
     assert max(score for _, score in run(s, BUDGET)) >= mean + 2.5 * std
     assert all(e.description for e in STRATEGIES.entries())
+
+
+def test_plugin_is_listed_by_the_cli(toy_plugin, capsys):
+    from gtn_search.cli import main
+
+    assert main(["strategies"]) == 0
+    out = capsys.readouterr().out
+    assert PLUGIN in out and "entry point toy_gtn_plugin:HillClimb" in out and "Hill climbing" in out

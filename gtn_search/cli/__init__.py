@@ -17,7 +17,12 @@ from gtn_search import __version__
 from gtn_search.errors import GTNSearchError
 
 #: Modules that add subcommands; each has ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ("gtn_search.cli.space", "gtn_search.cli.gtn", "gtn_search.cli.plugins")
+COMMAND_MODULES: tuple[str, ...] = (
+    "gtn_search.cli.space",
+    "gtn_search.cli.gtn",
+    "gtn_search.cli.search",
+    "gtn_search.cli.plugins",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,1 +1,24 @@
-"""How a candidate is SCORED: the Evaluator interface and the built-in evaluators."""
+"""How a candidate is SCORED: the Evaluator interface and the built-in evaluators.
+
+Built-ins: ``gtn`` (a few SGD steps on a GTN teaching set) and ``real`` (steps or epochs on real
+data). Add your own with ``@EVALUATORS.register("name")`` or an entry point in the
+``gtn_search.evaluators`` group.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gtn_search.evaluators.base import EvalResult, Evaluator, Measurement
+from gtn_search.evaluators.gtn_evaluator import GTNEvaluator
+from gtn_search.evaluators.real_data import RealDataEvaluator
+from gtn_search.registry import EVALUATORS
+
+
+def make_evaluator(name: str, options: dict[str, Any] | None = None, data_root: str | None = None) -> Evaluator:
+    """Instantiate a registered evaluator with validated options."""
+    cls = EVALUATORS.get(name, where="evaluator")
+    return cls(options or {}, data_root=data_root)
+
+
+__all__ = ["EvalResult", "Evaluator", "GTNEvaluator", "Measurement", "RealDataEvaluator", "make_evaluator"]

@@ -1,0 +1,107 @@
+"""``gtn-search search|strategies|show|export``: run studies, list strategies, inspect, export."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("search", help="run (or resume) a search from a YAML config")
+    s.add_argument("config", help="search YAML (space, blueprint, strategy, evaluator, budget, seed, workers)")
+    s.add_argument("--study", help="override the study database (path or sqlite:///path)")
+    s.add_argument("--trials", type=int, help="override budget.trials")
+    s.add_argument("--workers", type=int, help="override the number of parallel workers")
+    s.add_argument("--dask", action="store_true", help="run trials on Dask (a LocalCluster unless --scheduler)")
+    s.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786 (implies --dask)")
+    s.add_argument("--data-root", help="dataset folder")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_search)
+
+    st = sub.add_parser("strategies", help="list the available search strategies")
+    st.set_defaults(func=cmd_strategies)
+
+    sh = sub.add_parser("show", help="print a study's summary table and draw best-score-over-time")
+    sh.add_argument("study", help="study database")
+    sh.add_argument("--top", type=int, default=10)
+    sh.add_argument("--plot", help="PNG path for the best-score-over-time plot")
+    sh.set_defaults(func=cmd_show)
+
+    ex = sub.add_parser("export", help="write a study's top-k architectures as YAML")
+    ex.add_argument("study", help="study database")
+    ex.add_argument("--top", type=int, default=5)
+    ex.add_argument("--out", required=True, help="folder for the YAML files")
+    ex.add_argument("--blueprint", help="blueprint to record for final training (default: the search blueprint)")
+    ex.set_defaults(func=cmd_export)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from gtn_search.runner import run_search
+    from gtn_search.search_config import load_search_config
+
+    overrides: dict = {}
+    if args.study:
+        overrides["study"] = args.study
+    if args.trials is not None:
+        overrides["budget"] = {"trials": args.trials}
+    if args.workers is not None:
+        overrides["workers"] = args.workers
+    if args.dask or args.scheduler:
+        overrides["executor"] = "dask"
+    if args.scheduler:
+        overrides["scheduler"] = args.scheduler
+    if args.data_root:
+        overrides["data_root"] = args.data_root
+    config = load_search_config(args.config, overrides)
+    summary = run_search(config, progress=not args.no_progress)
+    print_summary(summary)
+    return 0
+
+
+def print_summary(summary) -> None:  # type: ignore[no-untyped-def]
+    note = f" (resumed; {summary.rerun} interrupted trial(s) re-run)" if summary.resumed else ""
+    print(f"study {summary.study}{note}: {summary.evaluated} evaluated, {summary.cached} duplicates served from "
+          f"the cache, {summary.failed} failed; {summary.seconds:.1f} s, {summary.flops / 1e12:.3f} TFLOPs")
+    for rank, t in enumerate(summary.best[:5], 1):
+        print(f"  #{rank} trial {t.number}: score {t.score:.4f}, {t.params or 0:,} params, {t.hash[:12]}")
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from gtn_search.registry import STRATEGIES
+
+    entries = STRATEGIES.entries()
+    width = max(len(e.name) for e in entries)
+    for e in entries:
+        print(f"{e.name:<{width}}  {e.description}  [{e.source}]")
+    print(f"{'ng:<Name>':<{width}}  any optimizer in nevergrad.optimizers.registry, e.g. ng:NGOpt, ng:TwoPointsDE, "
+          f"ng:DiscreteOnePlusOne, ng:PortfolioDiscreteOnePlusOne")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from gtn_search.report import plot_best_over_time, summary_table
+    from gtn_search.storage import Study
+
+    study = Study(args.study, create=False)
+    try:
+        print(summary_table(study, args.top))
+        if args.plot:
+            print(f"wrote {plot_best_over_time(study, args.plot)}")
+    finally:
+        study.close()
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from gtn_search.cli.common import resolve_blueprint
+    from gtn_search.report import export_top
+    from gtn_search.storage import Study
+
+    study = Study(args.study, create=False)
+    try:
+        bp = resolve_blueprint(args.blueprint) if args.blueprint else None
+        for path in export_top(study, Path(args.out), args.top, bp):
+            print(f"wrote {path}")
+    finally:
+        study.close()
+    return 0

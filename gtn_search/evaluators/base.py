@@ -1,0 +1,127 @@
+"""The Evaluator interface: score one architecture, report what it cost, never crash the search.
+
+An evaluator is a small picklable object (its validated config and a data root); heavy state
+(datasets, teaching sets) is loaded lazily in whichever process runs it and cached there. Scores
+are validation accuracies (higher is better); the test split is never touched.
+
+:meth:`Evaluator.evaluate` is fixed: it times the subclass's :meth:`Evaluator._evaluate`, turns
+exceptions, NaN/inf and out-of-memory into a *failed* :class:`EvalResult` with the reason, and
+fills in the compute cost (SGD steps, images, FLOPs) so that budgets can be equal in compute.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from gtn_search.configio import parse_model
+from gtn_search.errors import GTNSearchError
+from search_spaces.architecture import Architecture
+from search_spaces.blueprint import Blueprint
+
+
+@dataclass
+class EvalResult:
+    """The outcome of one evaluation: score (or failure), cost and extra metrics."""
+
+    status: str  # "ok" or "failed"
+    score: float | None = None
+    error: str | None = None
+    wall_seconds: float = 0.0
+    sgd_steps: int = 0
+    images_seen: int = 0
+    train_flops: float = 0.0
+    eval_flops: float = 0.0
+    params: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flops(self) -> float:
+        """Total compute of the evaluation: training plus scoring forward passes."""
+        return self.train_flops + self.eval_flops
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class NonFiniteScore(GTNSearchError):
+    """Training produced NaN/inf (loss, parameters or score)."""
+
+
+@dataclass
+class Measurement:
+    """What a subclass's ``_evaluate`` returns; the base class adds timing and failure handling."""
+
+    score: float
+    sgd_steps: int
+    images_seen: int
+    train_flops: float
+    eval_flops: float
+    params: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class Evaluator(ABC):
+    """Base class of every evaluator; subclasses define ``Config`` and ``_evaluate``."""
+
+    #: The pydantic model of this evaluator's options.
+    Config: ClassVar[type[BaseModel]]
+
+    def __init__(self, config: BaseModel | dict[str, Any] | None = None, data_root: str | None = None) -> None:
+        if isinstance(config, BaseModel):
+            self.config = config
+        else:
+            self.config = parse_model(self.Config, config or {}, f"evaluator '{self.registered_name()}' options")
+        self.data_root = data_root
+
+    @classmethod
+    def registered_name(cls) -> str:
+        from gtn_search.registry import EVALUATORS
+
+        return next((e.name for e in EVALUATORS.entries() if e.obj is cls), cls.__name__)
+
+    def describe(self) -> dict[str, Any]:
+        """Name and options, as stored with a study and exported architectures."""
+        return {"name": self.registered_name(), "options": self.config.model_dump(mode="json")}
+
+    def setup(self) -> None:
+        """Load what evaluations need (datasets, teaching sets) now, to fail early on bad input."""
+
+    def evaluate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> EvalResult:
+        """Score ``arch`` expanded by ``blueprint``; failures come back as ``status='failed'``."""
+        start = time.perf_counter()
+        try:
+            m = self._evaluate(arch, blueprint, seed)
+            if not math.isfinite(m.score):
+                raise NonFiniteScore(f"non-finite score {m.score}")
+        except NonFiniteScore as exc:
+            return EvalResult("failed", error=f"NaN/inf during training: {exc}", wall_seconds=time.perf_counter() - start)
+        except MemoryError:
+            return EvalResult("failed", error="out of memory", wall_seconds=time.perf_counter() - start)
+        except GTNSearchError:
+            raise  # bad configuration: stop the search with the clear message
+        except Exception as exc:  # the candidate failed, the search goes on
+            message = str(exc).splitlines()[0] if str(exc) else ""
+            kind = "out of memory" if "out of memory" in message.lower() else type(exc).__name__
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            return EvalResult("failed", error=f"{kind}: {message[:300]} (at {where.filename}:{where.lineno})",
+                              wall_seconds=time.perf_counter() - start)
+        return EvalResult(
+            "ok", score=float(m.score), wall_seconds=time.perf_counter() - start, sgd_steps=m.sgd_steps,
+            images_seen=m.images_seen, train_flops=m.train_flops, eval_flops=m.eval_flops, params=m.params,
+            metrics=m.metrics,
+        )
+
+    @abstractmethod
+    def _evaluate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> Measurement:
+        """Train and score one candidate; raise on failure."""

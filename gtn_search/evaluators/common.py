@@ -1,0 +1,51 @@
+"""Helpers shared by evaluators: building a candidate network and scoring it on validation data."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from gtn_search.data import DatasetTensors, load_dataset
+from gtn_search.errors import ConfigError
+from search_spaces.architecture import Architecture
+from search_spaces.blueprint import Blueprint
+from search_spaces.network import build, count_flops
+
+Style = Literal["learner", "blueprint"]
+
+
+def dataset_for(name: str, data_root: str | None) -> DatasetTensors:
+    """The dataset, loaded once per process (``load_dataset`` caches it)."""
+    return load_dataset(name, data_root)
+
+
+def candidate_blueprint(blueprint: Blueprint, data: DatasetTensors, style: str, norm: str = "batch_stats",
+                        weight_norm: bool = True) -> Blueprint:
+    """The blueprint fitted to the dataset's shape and classes, in learner or in its own style.
+
+    ``learner`` style (weight norm, batch-statistics norm, LeakyReLU, Kaiming) is how GTN learners
+    are built; using it for every proxy evaluator makes their scores comparable.
+    """
+    bp = blueprint.model_copy(update={"input_shape": data.shape, "num_classes": data.num_classes})
+    if style == "learner":
+        bp = bp.model_copy(update={"norm": norm, "weight_norm": weight_norm, "activation": "leaky_relu",
+                                   "init": "kaiming", "drop_path": 0.0, "auxiliary_weight": 0.0})
+    elif style != "blueprint":
+        raise ConfigError(f"evaluator style must be 'learner' or 'blueprint', got {style!r}")
+    return bp
+
+
+def build_candidate(arch: Architecture, bp: Blueprint, seed: int) -> tuple[nn.Module, int, int]:
+    """The network, its parameter count and its forward FLOPs per image."""
+    module = build(arch, bp, seed=seed)
+    params = sum(p.numel() for p in module.parameters())
+    return module, params, count_flops(module, bp.input_shape)
+
+
+def validation_split(data: DatasetTensors, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``size`` validation images (never the test set)."""
+    if size < 2:
+        raise ConfigError(f"val_size must be >= 2, got {size}")
+    return data.val_x[:size], data.val_y[:size]

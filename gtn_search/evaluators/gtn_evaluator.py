@@ -1,0 +1,81 @@
+"""The GTN evaluator: train the candidate for T steps on a teaching set, score on real validation data."""
+
+from __future__ import annotations
+
+import math
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+
+from gtn_search.configio import StrictModel
+from gtn_search.errors import ConfigError
+from gtn_search.evaluators.base import Evaluator, Measurement, NonFiniteScore
+from gtn_search.evaluators.common import build_candidate, candidate_blueprint, dataset_for, validation_split
+from gtn_search.gtn.teaching_set import TeachingSet
+from gtn_search.gtn.unroll import evaluate
+from gtn_search.registry import EVALUATORS
+from search_spaces.architecture import Architecture
+from search_spaces.blueprint import Blueprint
+
+
+class GTNEvaluatorConfig(StrictModel):
+    """Options of the GTN evaluator."""
+
+    teaching_set: str
+    steps: int | None = Field(default=None, ge=1)
+    val_size: int = Field(default=2000, ge=2)
+    eval_batch: int = Field(default=1000, ge=2)
+
+
+@lru_cache(maxsize=4)
+def _load_teaching_set(path: str, mtime: float) -> TeachingSet:
+    return TeachingSet.load(path)
+
+
+def load_teaching_set(path: str) -> TeachingSet:
+    """A teaching set, loaded once per process (reloaded if the file changes)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"evaluator 'gtn': teaching set {p} does not exist; meta-train one with "
+                          f"'gtn-search gtn train' (it writes teaching_set.pt) or fix 'teaching_set'")
+    return _load_teaching_set(str(p.resolve()), os.path.getmtime(p))
+
+
+@EVALUATORS.register("gtn")
+class GTNEvaluator(Evaluator):
+    """T SGD steps on a GTN teaching set with its learned lr/momentum, then validation accuracy."""
+
+    Config = GTNEvaluatorConfig
+
+    def _style(self, teaching: TeachingSet) -> tuple[str, bool]:
+        learner = teaching.info.get("config", {}).get("learner", {})
+        if learner.get("kind") == "nas":
+            return str(learner.get("norm", "batch_stats")), bool(learner.get("weight_norm", True))
+        return "batch_stats", True
+
+    def setup(self) -> None:
+        teaching = load_teaching_set(self.config.teaching_set)
+        data = dataset_for(teaching.dataset, self.data_root)
+        teaching.check_compatible(data.shape, data.num_classes, f"teaching set {self.config.teaching_set}")
+        steps = self.config.steps
+        if steps is not None and steps > teaching.steps:
+            raise ConfigError(f"evaluator 'gtn': steps={steps} but the teaching set has {teaching.steps} steps")
+
+    def _evaluate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> Measurement:
+        teaching = load_teaching_set(self.config.teaching_set)
+        data = dataset_for(teaching.dataset, self.data_root)
+        norm, wn = self._style(teaching)
+        bp = candidate_blueprint(blueprint, data, "learner", norm, wn)
+        module, params, fwd = build_candidate(arch, bp, seed)
+        steps = self.config.steps or teaching.steps
+        trained = teaching.train(module, steps)
+        x, y = validation_split(data, self.config.val_size)
+        acc, loss = evaluate(module, trained, x, y, self.config.eval_batch)
+        if not math.isfinite(loss):
+            raise NonFiniteScore(f"validation loss {loss} after {steps} steps on the teaching set")
+        images = teaching.images_seen(steps)
+        return Measurement(score=acc, sgd_steps=steps, images_seen=images, train_flops=3.0 * fwd * images,
+                           eval_flops=float(fwd * len(x)), params=params,
+                           metrics={"val_loss": loss, "forward_flops": fwd, "dataset": data.name})

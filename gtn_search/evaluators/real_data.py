@@ -1,0 +1,102 @@
+"""The real-data evaluator: train the candidate on real training images, score on validation."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+
+from gtn_search.augment import random_crop_flip
+from gtn_search.configio import StrictModel
+from gtn_search.evaluators.base import Evaluator, Measurement, NonFiniteScore
+from gtn_search.evaluators.common import build_candidate, candidate_blueprint, dataset_for, validation_split
+from gtn_search.gtn.unroll import evaluate
+from gtn_search.registry import EVALUATORS
+from search_spaces.architecture import Architecture
+from search_spaces.blueprint import Blueprint
+
+
+class RealDataEvaluatorConfig(StrictModel):
+    """Options of the real-data evaluator (exactly one of ``steps`` and ``epochs``)."""
+
+    dataset: str = "mnist"
+    steps: int | None = Field(default=None, ge=1)
+    epochs: float | None = Field(default=None, gt=0)
+    batch_size: int = Field(default=64, ge=2)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(default=0.05, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    schedule: Literal["constant", "cosine"] = "constant"
+    augment: Literal["none", "crop_flip"] = "none"
+    style: Literal["learner", "blueprint"] = "learner"
+    val_size: int = Field(default=2000, ge=2)
+    eval_batch: int = Field(default=1000, ge=2)
+
+    @model_validator(mode="after")
+    def _one_length(self) -> RealDataEvaluatorConfig:
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("give exactly one of 'steps' and 'epochs'")
+        return self
+
+
+def make_optimizer(params, cfg: RealDataEvaluatorConfig) -> torch.optim.Optimizer:  # type: ignore[no-untyped-def]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+@EVALUATORS.register("real")
+class RealDataEvaluator(Evaluator):
+    """T steps (or E epochs) of SGD/Adam on real training data, then validation accuracy."""
+
+    Config = RealDataEvaluatorConfig
+
+    def setup(self) -> None:
+        dataset_for(self.config.dataset, self.data_root)
+
+    def _evaluate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> Measurement:
+        cfg = self.config
+        data = dataset_for(cfg.dataset, self.data_root)
+        bp = candidate_blueprint(blueprint, data, cfg.style)
+        module, params, fwd = build_candidate(arch, bp, seed)
+        n = len(data.train_x)
+        steps = cfg.steps or max(1, math.ceil(cfg.epochs * n / cfg.batch_size))  # type: ignore[operator]
+        opt = make_optimizer(module.parameters(), cfg)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cfg.schedule == "cosine" else None
+        rng = torch.Generator().manual_seed(seed)
+        order, pos = torch.randperm(n, generator=rng), 0
+        module.train()
+        for step in range(steps):
+            if pos + cfg.batch_size > n:
+                order, pos = torch.randperm(n, generator=rng), 0
+            idx = order[pos : pos + cfg.batch_size]
+            pos += cfg.batch_size
+            xb = data.train_x[idx]
+            if cfg.augment == "crop_flip":
+                xb = random_crop_flip(xb, rng)
+            out = module(xb)
+            logits, aux = out if isinstance(out, tuple) else (out, None)
+            loss = F.cross_entropy(logits, data.train_y[idx])
+            if aux is not None:
+                loss = loss + bp.auxiliary_weight * F.cross_entropy(aux, data.train_y[idx])
+            if not torch.isfinite(loss):
+                raise NonFiniteScore(f"training loss {float(loss)} at step {step + 1}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+        if cfg.style == "blueprint":
+            module.eval()
+        x, y = validation_split(data, cfg.val_size)
+        acc, vloss = evaluate(module, dict(module.named_parameters()), x, y, cfg.eval_batch)
+        if not math.isfinite(vloss):
+            raise NonFiniteScore(f"validation loss {vloss} after {steps} steps")
+        images = steps * cfg.batch_size
+        return Measurement(score=acc, sgd_steps=steps, images_seen=images, train_flops=3.0 * fwd * images,
+                           eval_flops=float(fwd * len(x)), params=params,
+                           metrics={"val_loss": vloss, "forward_flops": fwd, "dataset": data.name})

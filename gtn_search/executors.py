@@ -1,0 +1,204 @@
+"""Where trials run: in this process, in local worker processes, or on a Dask cluster.
+
+Every executor takes ``submit(number, evaluator, arch, blueprint, seed)`` and hands back finished
+trials from ``wait()``; the runner never knows which one it talks to. Worker processes run one
+torch thread each by default (``threads_per_worker``). A worker process that dies takes only its
+trial down: the trial is reported failed with the reason and the pool is rebuilt.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import socket
+from abc import ABC, abstractmethod
+from collections import deque
+from typing import Any
+
+from gtn_search.evaluators.base import EvalResult, Evaluator
+from search_spaces.architecture import Architecture
+from search_spaces.blueprint import Blueprint
+
+Finished = tuple[int, EvalResult, str]
+_THREADS_SET = False
+
+
+def _set_threads(threads: int) -> None:
+    global _THREADS_SET
+    if not _THREADS_SET:
+        import torch
+
+        torch.set_num_threads(threads)
+        _THREADS_SET = True
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_trial(evaluator: Evaluator, arch: Architecture, blueprint: Blueprint, seed: int, threads: int) -> tuple[EvalResult, str]:
+    """Evaluate one candidate (the function every executor ships to its workers)."""
+    _set_threads(threads)
+    return evaluator.evaluate(arch, blueprint, seed), worker_name()
+
+
+class Executor(ABC):
+    """Runs trials; ``capacity`` of them at once."""
+
+    capacity: int = 1
+
+    @abstractmethod
+    def submit(self, number: int, evaluator: Evaluator, arch: Architecture, blueprint: Blueprint, seed: int) -> None:
+        ...
+
+    @abstractmethod
+    def wait(self) -> list[Finished]:
+        """Block until at least one submitted trial has finished; return all finished ones."""
+
+    @property
+    @abstractmethod
+    def in_flight(self) -> int:
+        ...
+
+    def shutdown(self) -> None:
+        """Release workers (running trials are abandoned; the study re-runs them on resume)."""
+
+
+class InlineExecutor(Executor):
+    """Runs each trial in this process at submit time (sequential, deterministic, no overhead)."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.capacity = 1
+        self.threads = threads
+        self._done: deque[Finished] = deque()
+
+    def submit(self, number: int, evaluator: Evaluator, arch: Architecture, blueprint: Blueprint, seed: int) -> None:
+        if self.threads:
+            _set_threads(self.threads)
+        self._done.append((number, evaluator.evaluate(arch, blueprint, seed), worker_name()))
+
+    def wait(self) -> list[Finished]:
+        out = list(self._done)
+        self._done.clear()
+        return out
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._done)
+
+
+class ProcessExecutor(Executor):
+    """A pool of local worker processes (spawned, one torch thread each by default)."""
+
+    def __init__(self, workers: int, threads_per_worker: int | None = 1) -> None:
+        self.capacity = workers
+        self.threads = threads_per_worker or 1
+        self._futures: dict[cf.Future, int] = {}
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(max_workers=self.capacity, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, number: int, evaluator: Evaluator, arch: Architecture, blueprint: Blueprint, seed: int) -> None:
+        fut = self._pool.submit(run_trial, evaluator, arch, blueprint, seed, self.threads)
+        self._futures[fut] = number
+
+    def wait(self) -> list[Finished]:
+        done, _ = cf.wait(list(self._futures), return_when=cf.FIRST_COMPLETED)
+        out: list[Finished] = []
+        broken = False
+        for fut in done:
+            number = self._futures.pop(fut)
+            try:
+                result, worker = fut.result()
+            except cf.process.BrokenProcessPool:
+                broken = True
+                result, worker = EvalResult("failed", error="worker process died during the trial"), "?"
+            out.append((number, result, worker))
+        if broken:  # every other trial of the dead pool is lost too: report them, rebuild the pool
+            for fut, number in list(self._futures.items()):
+                out.append((number, EvalResult("failed", error="worker process died during the trial"), "?"))
+            self._futures.clear()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+        return out
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._futures)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class DaskExecutor(Executor):
+    """Trials on a Dask cluster: a running scheduler (``tcp://host:port``) or a LocalCluster."""
+
+    def __init__(self, workers: int, scheduler: str | None = None, threads_per_worker: int | None = 1) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            from gtn_search.errors import ConfigError
+
+            raise ConfigError("executor 'dask' needs dask.distributed: pip install 'gtn-search[distributed]'") from None
+        self.threads = threads_per_worker or 1
+        self._cluster = None
+        if scheduler:
+            try:
+                self._client = Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError) as exc:
+                from gtn_search.errors import ConfigError
+
+                raise ConfigError(f"cannot reach Dask scheduler {scheduler}: {exc}") from None
+            self.capacity = max(workers, 1)
+        else:
+            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                         dashboard_address=None, silence_logs=40)
+            self._client = Client(self._cluster)
+            self.capacity = workers
+        self._futures: dict[Any, int] = {}
+
+    def submit(self, number: int, evaluator: Evaluator, arch: Architecture, blueprint: Blueprint, seed: int) -> None:
+        fut = self._client.submit(run_trial, evaluator, arch, blueprint, seed, self.threads, pure=False, retries=1)
+        self._futures[fut] = number
+
+    def wait(self) -> list[Finished]:
+        from distributed import wait as dask_wait
+
+        done, _ = dask_wait(list(self._futures), return_when="FIRST_COMPLETED")
+        out: list[Finished] = []
+        for fut in done:
+            number = self._futures.pop(fut)
+            try:
+                result, worker = fut.result()
+            except Exception as exc:  # killed worker after retries, lost data...
+                from gtn_search.errors import GTNSearchError
+
+                if isinstance(exc, GTNSearchError):
+                    raise
+                result, worker = EvalResult("failed", error=f"Dask task failed: {type(exc).__name__}: {exc}"), "?"
+            out.append((number, result, worker))
+        return out
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._futures)
+
+    def shutdown(self) -> None:
+        for fut in self._futures:
+            fut.cancel()
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_executor(kind: str, workers: int, scheduler: str | None, threads_per_worker: int | None) -> Executor:
+    """The executor a search config asks for; by default the cores are shared among the workers."""
+    if threads_per_worker is None and workers > 1:
+        threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
+    if kind == "dask":
+        return DaskExecutor(workers, scheduler, threads_per_worker)
+    if workers == 1:
+        return InlineExecutor(threads_per_worker)
+    return ProcessExecutor(workers, threads_per_worker)

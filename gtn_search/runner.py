@@ -1,0 +1,219 @@
+"""The search runner: owns the loop, the budget, the executor and the study.
+
+strategy.ask() -> architecture -> (duplicate? served from the study's cache) -> executor runs
+evaluator.evaluate(architecture, blueprint, seed) -> the result is committed to the study ->
+strategy.tell(). Each trial's seed is derived from the study seed and the trial number, so a trial
+gives the same score whoever runs it. Running the same command again resumes the study: the
+strategy is restored from its last snapshot, later events are replayed from the trial rows, and
+trials that were in flight when the previous run died are evaluated again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gtn_search.errors import ConfigError, StorageError
+from gtn_search.evaluators import make_evaluator
+from gtn_search.evaluators.base import EvalResult
+from gtn_search.executors import Executor, make_executor
+from gtn_search.search_config import SearchConfig, check_budget
+from gtn_search.seeding import derive_seed
+from gtn_search.storage import Study, TrialRecord
+from search_spaces.architecture import Architecture
+from search_spaces.blueprint import Blueprint
+from search_spaces.space import CellSearchSpace
+from strategies import Strategy, make_strategy
+
+log = logging.getLogger("gtn_search.search")
+
+#: A strategy proposing only already-evaluated genotypes this many times in a row is stopped.
+MAX_CACHE_STREAK = 2_000
+
+
+@dataclass
+class SearchSummary:
+    """What a finished (or stopped) search reports."""
+
+    study: str
+    evaluated: int
+    cached: int
+    failed: int
+    seconds: float
+    flops: float
+    best: list[TrialRecord]
+    resumed: bool
+    rerun: int
+
+
+def resolve_blueprint(value: str | dict[str, Any]) -> Blueprint:
+    from search_spaces.blueprint import blueprint_preset
+
+    if isinstance(value, str):
+        return blueprint_preset(value, where="blueprint")
+    return Blueprint.from_mapping(value, where="blueprint")
+
+
+class SearchRunner:
+    """Runs (or resumes) one study to its budget."""
+
+    def __init__(self, config: SearchConfig, progress: bool = True, snapshot_every: int = 25) -> None:
+        check_budget(config.budget)
+        self.config = config
+        self.progress = progress
+        self.snapshot_every = snapshot_every
+        self.space = CellSearchSpace.from_mapping(config.space, where="space")
+        self.blueprint = resolve_blueprint(config.blueprint)
+        self.evaluator = make_evaluator(config.evaluator.name, config.evaluator.options, config.data_root)
+        options = dict(config.strategy.options)
+        if config.strategy.name.startswith("ng:") or config.strategy.name == "nevergrad":
+            options.setdefault("budget", config.budget.trials)
+            options.setdefault("num_workers", config.workers)
+        self.strategy: Strategy = make_strategy(config.strategy.name, self.space, config.seed, **options)
+        if config.workers > 1 and not self.strategy.supports_parallel:
+            raise ConfigError(f"strategy '{config.strategy.name}' cannot run in parallel; set workers: 1")
+
+    # -- study bookkeeping --------------------------------------------------------------------------
+    def _open_study(self) -> tuple[Study, bool]:
+        study = Study(self.config.study)
+        identity = json.dumps(self.config.identity(), sort_keys=True)
+        stored = study.get_meta("identity")
+        if stored is None:
+            study.set_meta("identity", identity)
+            study.set_meta("config", json.dumps(self.config.model_dump(mode="json"), sort_keys=True))
+            study.set_meta("elapsed", "0")
+            return study, False
+        if stored != identity:
+            old, new = json.loads(stored), json.loads(identity)
+            field = next(k for k in new if old.get(k) != new.get(k))
+            study.close()
+            raise StorageError(
+                f"study {self.config.study} was created with a different '{field}' ({json.dumps(old.get(field))}); "
+                f"resume with the same settings or choose a new 'study' path"
+            )
+        return study, True
+
+    def _restore(self, study: Study) -> list[TrialRecord]:
+        """Bring the strategy to the study's last event; return the trials to run again."""
+        snap = study.snapshot()
+        after = -1
+        if snap is not None:
+            after, state = snap
+            self.strategy.load_state_dict(state)
+        events: list[tuple[int, str, TrialRecord]] = []
+        for t in study.trials():
+            if t.ask_event > after:
+                events.append((t.ask_event, "ask", t))
+            if t.tell_event is not None and t.tell_event > after:
+                events.append((t.tell_event, "tell", t))
+        for _, kind, t in sorted(events, key=lambda e: e[0]):
+            if kind == "ask":
+                cand = self.strategy.ask()
+                if cand.number != t.number or cand.architecture.hash != t.hash:
+                    raise StorageError(
+                        f"study {self.config.study}: cannot resume: strategy '{self.config.strategy.name}' did not "
+                        f"reproduce trial {t.number} (it is not deterministic for a fixed seed and history)"
+                    )
+            else:
+                self.strategy.tell(t.number, t.score if t.status in ("ok", "cached") else None)
+        return [t for t in study.trials("WHERE status = 'running'")]
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def run(self) -> SearchSummary:
+        from tqdm import tqdm
+
+        self.evaluator.setup()
+        study, resumed = self._open_study()
+        executor: Executor | None = None
+        try:
+            rerun = self._restore(study)
+            event = study.next_event()
+            elapsed_before = float(study.get_meta("elapsed") or 0)
+            start = time.monotonic()
+            executor = make_executor(self.config.executor, self.config.workers, self.config.scheduler,
+                                     self.config.threads_per_worker)
+            budget = self.config.budget
+            totals = study.totals()
+            bar = tqdm(total=budget.trials, initial=min(totals["evaluated"], budget.trials or 0),
+                       disable=not self.progress, desc="search", unit="trial", dynamic_ncols=True)
+            best = max((t.score for t in study.best(1)), default=float("nan"))
+            since_snapshot = 0
+            cache_streak = 0
+
+            def save_snapshot() -> None:
+                study.save_snapshot(study.next_event() - 1, self.strategy.state_dict())
+                study.set_meta("elapsed", str(elapsed_before + time.monotonic() - start))
+
+            def exhausted() -> bool:
+                spent = study.totals()
+                running = executor.in_flight if executor else 0
+                if budget.trials is not None and spent["evaluated"] + running >= budget.trials:
+                    return True
+                if budget.seconds is not None and elapsed_before + time.monotonic() - start >= budget.seconds:
+                    return True
+                return budget.flops is not None and spent["flops"] >= budget.flops
+
+            for t in rerun:  # in flight when the last run stopped: evaluate again, same seed
+                executor.submit(t.number, self.evaluator, self.strategy.pending[t.number], self.blueprint, t.seed)
+            while True:
+                while executor.in_flight < executor.capacity and not exhausted():
+                    cand = self.strategy.ask()
+                    arch = cand.architecture
+                    seed = derive_seed(self.config.seed, "trial", cand.number)
+                    study.record_ask(cand.number, arch.hash, arch.to_mapping(), seed, event)
+                    event += 1
+                    hit = study.finished_with_hash(arch.hash)
+                    if hit is not None:
+                        cache_streak += 1
+                        if cache_streak > MAX_CACHE_STREAK:
+                            raise ConfigError(
+                                f"strategy '{self.config.strategy.name}' proposed only already-evaluated "
+                                f"architectures {MAX_CACHE_STREAK} times in a row (the space has "
+                                f"{self.space.size():.3g} architectures); lower budget.trials or widen the space")
+                        cached = EvalResult(hit.status, score=hit.score, error=hit.error, metrics={"cached": True})
+                        study.record_result(cand.number, cached, event, cached_from=hit.number)
+                        event += 1
+                        self.strategy.tell(cand.number, hit.score if hit.status == "ok" else None)
+                        continue
+                    cache_streak = 0
+                    executor.submit(cand.number, self.evaluator, arch, self.blueprint, seed)
+                if executor.in_flight == 0:
+                    break
+                for number, result, worker in executor.wait():
+                    if result.score is not None and not math.isfinite(result.score):
+                        result = EvalResult("failed", error=f"non-finite score {result.score}",
+                                            wall_seconds=result.wall_seconds)
+                    study.record_result(number, result, event, worker=worker)  # committed before the tell
+                    event += 1
+                    self.strategy.tell(number, result.score if result.ok else None)
+                    if result.ok and not (result.score <= best):  # also replaces NaN
+                        best = result.score
+                    if result.status == "failed":
+                        log.warning("trial %d failed: %s", number, result.error)
+                    bar.update(1)
+                    bar.set_postfix(best=f"{best:.4f}", last=f"{result.score:.4f}" if result.ok else "failed")
+                    since_snapshot += 1
+                if since_snapshot >= self.snapshot_every:
+                    save_snapshot()
+                    since_snapshot = 0
+            save_snapshot()
+            bar.close()
+            counts, totals = study.counts(), study.totals()
+            return SearchSummary(
+                study=str(study.path), evaluated=totals["evaluated"], cached=counts.get("cached", 0),
+                failed=counts.get("failed", 0), seconds=elapsed_before + time.monotonic() - start,
+                flops=totals["flops"], best=study.best(10), resumed=resumed, rerun=len(rerun),
+            )
+        finally:
+            if executor is not None:
+                executor.shutdown()
+            study.close()
+
+
+def run_search(config: SearchConfig, progress: bool = True) -> SearchSummary:
+    """Run or resume the study described by ``config``."""
+    return SearchRunner(config, progress=progress).run()

@@ -1,0 +1,80 @@
+"""The search configuration (one YAML file): space, blueprint, strategy, evaluator, budget, workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from gtn_search.configio import StrictModel, load_yaml, parse_model, require_mapping
+from gtn_search.errors import BudgetError
+
+
+class PluginSpec(StrictModel):
+    """A registered plugin by name, with its options."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Budget(StrictModel):
+    """When to stop asking for candidates: any limit reached ends the search."""
+
+    trials: int | None = Field(default=None, ge=1, le=10_000_000)
+    seconds: float | None = Field(default=None, gt=0)
+    flops: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Budget:
+        if self.trials is None and self.seconds is None and self.flops is None:
+            raise ValueError("set at least one of trials, seconds, flops")
+        return self
+
+
+class SearchConfig(StrictModel):
+    """Everything a search needs; identity fields (space..seed) must match when resuming a study."""
+
+    study: str = "runs/study.db"
+    space: Union[str, dict[str, Any]] = "gtn-nas"
+    blueprint: Union[str, dict[str, Any]] = "mnist-search"
+    strategy: PluginSpec = PluginSpec(name="evolution")
+    evaluator: PluginSpec
+    budget: Budget = Budget(trials=100)
+    seed: int = Field(default=0, ge=0, le=2**62)
+    workers: int = Field(default=1, ge=1, le=1024)
+    executor: Literal["local", "dask"] = "local"
+    scheduler: str | None = None
+    threads_per_worker: int | None = Field(default=None, ge=1, le=256)
+    trial_timeout: float | None = Field(default=None, gt=0)
+    data_root: str | None = None
+
+    @field_validator("strategy", "evaluator", mode="before")
+    @classmethod
+    def _name_only(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    def identity(self) -> dict[str, Any]:
+        """The fields a resumed study must share with its creator."""
+        data = self.model_dump(mode="json")
+        return {k: data[k] for k in ("space", "blueprint", "strategy", "evaluator", "seed")}
+
+
+def load_search_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SearchConfig:
+    """Read a search YAML file; ``overrides`` replace top-level fields (from command-line flags)."""
+    where = str(path)
+    data = dict(require_mapping(load_yaml(path), where))
+    for key, value in (overrides or {}).items():
+        if key == "budget" and isinstance(value, dict):
+            merged = dict(data.get("budget") or {})
+            merged.update(value)
+            value = merged
+        data[key] = value
+    config = parse_model(SearchConfig, data, where)
+    return config
+
+
+def check_budget(budget: Budget) -> None:
+    """Refuse budgets that cannot fund a single trial."""
+    if budget.flops is not None and budget.flops < 1e6:
+        raise BudgetError(f"budget.flops={budget.flops:g} cannot pay for one trial (a trial costs >= 1e6 FLOPs)")

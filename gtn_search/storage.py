@@ -1,0 +1,287 @@
+"""Study storage in SQLite: every trial, its result and cost, and strategy-state snapshots.
+
+A study database is the search's event log. Each trial row records when it was asked and told
+(one global event sequence), so a study can be resumed exactly: load the latest strategy snapshot,
+replay the later ask/tell events from the trial rows, re-run the trials that were in flight.
+Writes are transactions in WAL mode; a result is committed before the strategy hears of it, so a
+crash (even SIGKILL) never loses a finished trial. The database is chosen by a path or a
+``sqlite:///path`` URL (embedded, nothing to install).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gtn_search.errors import StorageError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    number INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    genotype TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'cached')),
+    score REAL,
+    error TEXT,
+    wall_seconds REAL,
+    sgd_steps INTEGER,
+    images_seen INTEGER,
+    train_flops REAL,
+    eval_flops REAL,
+    params INTEGER,
+    metrics TEXT,
+    worker TEXT,
+    seed INTEGER,
+    cached_from INTEGER,
+    asked_at REAL NOT NULL,
+    finished_at REAL,
+    ask_event INTEGER NOT NULL,
+    tell_event INTEGER
+);
+CREATE INDEX IF NOT EXISTS trials_hash ON trials (hash);
+CREATE INDEX IF NOT EXISTS trials_tell_event ON trials (tell_event);
+CREATE TABLE IF NOT EXISTS snapshots (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    event INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    saved_at REAL NOT NULL
+);
+"""
+
+
+def database_path(url: str | os.PathLike[str]) -> Path:
+    """The file behind a study path or ``sqlite:///relative`` / ``sqlite:////absolute`` URL."""
+    text = str(url)
+    if "://" in text:
+        scheme, rest = text.split("://", 1)
+        if scheme != "sqlite":
+            raise StorageError(f"study storage '{text}': only sqlite is supported (a path or sqlite:///path)")
+        if not rest.startswith("/") or rest == "/":
+            raise StorageError(f"study storage '{text}': write sqlite:///relative.db or sqlite:////abs/path.db")
+        text = rest[1:]
+    if not text:
+        raise StorageError("study storage: empty path")
+    return Path(text)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One row of the trials table."""
+
+    number: int
+    hash: str
+    genotype: dict[str, Any]
+    status: str
+    score: float | None
+    error: str | None
+    wall_seconds: float | None
+    sgd_steps: int | None
+    images_seen: int | None
+    train_flops: float | None
+    eval_flops: float | None
+    params: int | None
+    metrics: dict[str, Any]
+    worker: str | None
+    seed: int | None
+    cached_from: int | None
+    asked_at: float
+    finished_at: float | None
+    ask_event: int
+    tell_event: int | None
+
+    @property
+    def flops(self) -> float:
+        return (self.train_flops or 0.0) + (self.eval_flops or 0.0)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("ok", "failed", "cached")
+
+
+class Study:
+    """An open study database."""
+
+    def __init__(self, url: str | os.PathLike[str], create: bool = True, timeout: float = 10.0) -> None:
+        self.path = database_path(url)
+        if not create and not self.path.exists():
+            raise StorageError(f"study {self.path} does not exist; check the path (searches create it)")
+        if self.path.exists() and self.path.is_dir():
+            raise StorageError(f"study {self.path} is a folder, expected a SQLite file")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self._init_schema()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(_sqlite_message(self.path, exc)) from None
+        except OSError as exc:
+            raise StorageError(f"study {self.path}: cannot open: {exc.strerror or exc}") from None
+
+    def _init_schema(self) -> None:
+        version = self.get_meta("schema_version") if self._has_meta() else None
+        if version is not None and int(version) > SCHEMA_VERSION:
+            raise StorageError(
+                f"study {self.path} has schema version {version}, written by a newer gtn-search; this one "
+                f"reads up to version {SCHEMA_VERSION}: upgrade gtn-search (the file was not changed)"
+            )
+        if version is None:
+            with self.transaction():
+                for statement in _SCHEMA.strip().split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('created_at', ?)", (str(time.time()),))
+
+    def _has_meta(self) -> bool:
+        row = self.conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        return row is not None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); a locked database is a clear error."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StorageError(_sqlite_message(self.path, exc)) from None
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                raise StorageError(_sqlite_message(self.path, exc)) from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- metadata --------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # -- events ------------------------------------------------------------------------------------
+    def next_event(self) -> int:
+        row = self.conn.execute(
+            "SELECT MAX(m) FROM (SELECT MAX(ask_event) AS m FROM trials UNION ALL SELECT MAX(tell_event) FROM trials)"
+        ).fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def record_ask(self, number: int, arch_hash: str, genotype: dict[str, Any], seed: int, event: int) -> None:
+        """A trial was asked (status 'running')."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO trials (number, hash, genotype, status, seed, asked_at, ask_event) "
+                "VALUES (?, ?, ?, 'running', ?, ?, ?)",
+                (number, arch_hash, json.dumps(genotype, sort_keys=True), seed, time.time(), event),
+            )
+
+    def record_result(self, number: int, result: Any, event: int, worker: str | None = None,
+                      cached_from: int | None = None) -> None:
+        """Store an evaluation result (or a cache hit) and its tell event, in one transaction."""
+        status = "cached" if cached_from is not None else result.status
+        with self.transaction():
+            cur = self.conn.execute(
+                "UPDATE trials SET status=?, score=?, error=?, wall_seconds=?, sgd_steps=?, images_seen=?, "
+                "train_flops=?, eval_flops=?, params=?, metrics=?, worker=?, cached_from=?, finished_at=?, "
+                "tell_event=? WHERE number=? AND status='running'",
+                (status, result.score, result.error, result.wall_seconds, result.sgd_steps, result.images_seen,
+                 result.train_flops, result.eval_flops, result.params, json.dumps(result.metrics, sort_keys=True),
+                 worker, cached_from, time.time(), event, number),
+            )
+            if cur.rowcount != 1:
+                raise StorageError(f"study {self.path}: trial {number} is not running; cannot record its result twice")
+
+    def save_snapshot(self, event: int, state: dict[str, Any]) -> None:
+        """Replace the strategy-state snapshot (taken after ``event``)."""
+        with self.transaction():
+            self.conn.execute("INSERT OR REPLACE INTO snapshots VALUES (1, ?, ?, ?)",
+                              (event, json.dumps(state), time.time()))
+
+    def snapshot(self) -> tuple[int, dict[str, Any]] | None:
+        row = self.conn.execute("SELECT event, state FROM snapshots WHERE id = 1").fetchone()
+        return None if row is None else (int(row["event"]), json.loads(row["state"]))
+
+    # -- queries ----------------------------------------------------------------------------------
+    def trials(self, where: str = "", params: tuple[Any, ...] = ()) -> list[TrialRecord]:
+        rows = self.conn.execute(f"SELECT * FROM trials {where} ORDER BY number", params).fetchall()
+        return [_record(r) for r in rows]
+
+    def trial(self, number: int) -> TrialRecord | None:
+        found = self.trials("WHERE number = ?", (number,))
+        return found[0] if found else None
+
+    def finished_with_hash(self, arch_hash: str) -> TrialRecord | None:
+        """The first evaluated (ok or failed) trial of a genotype, for the duplicate cache."""
+        found = self.trials("WHERE hash = ? AND status IN ('ok', 'failed')", (arch_hash,))
+        return found[0] if found else None
+
+    def best(self, k: int = 10) -> list[TrialRecord]:
+        """The top-k evaluated trials by score (each genotype once)."""
+        rows = self.conn.execute(
+            "SELECT * FROM trials WHERE status = 'ok' ORDER BY score DESC, number ASC"
+        ).fetchall()
+        seen: set[str] = set()
+        out = []
+        for r in rows:
+            if r["hash"] not in seen:
+                seen.add(r["hash"])
+                out.append(_record(r))
+            if len(out) >= k:
+                break
+        return out
+
+    def counts(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def totals(self) -> dict[str, float]:
+        """Evaluated trials and the compute they used (cache hits cost nothing)."""
+        row = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(wall_seconds), 0), COALESCE(SUM(train_flops + eval_flops), 0) "
+            "FROM trials WHERE status IN ('ok', 'failed')"
+        ).fetchone()
+        return {"evaluated": int(row[0]), "seconds": float(row[1]), "flops": float(row[2])}
+
+    def integrity_ok(self) -> bool:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _record(r: sqlite3.Row) -> TrialRecord:
+    return TrialRecord(
+        number=r["number"], hash=r["hash"], genotype=json.loads(r["genotype"]), status=r["status"],
+        score=r["score"], error=r["error"], wall_seconds=r["wall_seconds"], sgd_steps=r["sgd_steps"],
+        images_seen=r["images_seen"], train_flops=r["train_flops"], eval_flops=r["eval_flops"], params=r["params"],
+        metrics=json.loads(r["metrics"]) if r["metrics"] else {}, worker=r["worker"], seed=r["seed"],
+        cached_from=r["cached_from"], asked_at=r["asked_at"], finished_at=r["finished_at"],
+        ask_event=r["ask_event"], tell_event=r["tell_event"],
+    )
+
+
+def _sqlite_message(path: Path, exc: Exception) -> str:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return f"study {path} is locked by another process (another search on the same study?); wait or stop it"
+    if "not a database" in text or "malformed" in text or "disk image" in text:
+        return f"study {path} is not a readable SQLite database ({text}); check the path or restore a backup"
+    if "readonly" in text or "read-only" in text:
+        return f"study {path} is read-only; choose a writable location"
+    return f"study {path}: SQLite error: {text}"

@@ -1,0 +1,268 @@
+"""Search engine: evaluators, runner, SQLite studies, resume after SIGKILL, parallel and Dask, export."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from gtn_search.cli import main
+from gtn_search.errors import ConfigError, StorageError
+from gtn_search.evaluators import make_evaluator
+from gtn_search.evaluators.base import Evaluator, Measurement
+from gtn_search.registry import EVALUATORS
+from gtn_search.runner import SearchRunner, run_search
+from gtn_search.search_config import SearchConfig, load_search_config
+from gtn_search.storage import Study
+from search_spaces.blueprint import Blueprint
+from search_spaces.presets import get_space
+from search_spaces.yaml_format import load_architecture
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_BP = {"input_shape": [1, 28, 28], "channels": 2, "stages": 1, "cells_per_stage": 1, "stem_multiplier": 2}
+#: a space of 16 architectures, so that searches propose duplicates
+SMALL_SPACE = {"name": "small", "ops": ["identity", "conv_1x1"], "num_nodes": 1}
+
+
+def config(tmp_path: Path, teaching: Path, mnist_root: Path, **overrides) -> SearchConfig:
+    data = {
+        "study": str(tmp_path / "study.db"), "space": "gtn-nas", "blueprint": TINY_BP,
+        "strategy": {"name": "evolution", "options": {"population": 4, "sample_size": 2}},
+        "evaluator": {"name": "gtn", "options": {"teaching_set": str(teaching), "val_size": 64}},
+        "budget": {"trials": 6}, "seed": 0, "data_root": str(mnist_root),
+    }
+    data.update(overrides)
+    return SearchConfig.model_validate(data)
+
+
+def test_evaluators_score_on_validation_and_report_cost(tiny_teaching_set, mnist_root):
+    arch = get_space("gtn-nas").sample(np.random.default_rng(0))
+    bp = Blueprint.from_mapping(TINY_BP)
+    gtn = make_evaluator("gtn", {"teaching_set": str(tiny_teaching_set), "val_size": 64}, str(mnist_root))
+    r = gtn.evaluate(arch, bp, seed=1)
+    assert r.ok and 0 <= r.score <= 1 and r.sgd_steps == 3 and r.images_seen == 48
+    assert r.train_flops == pytest.approx(3 * r.metrics["forward_flops"] * 48)
+    assert r.eval_flops == pytest.approx(r.metrics["forward_flops"] * 64) and r.params > 0
+    assert gtn.evaluate(arch, bp, seed=1).score == r.score  # same seed, same score
+    real = make_evaluator("real", {"steps": 3, "batch_size": 16, "val_size": 64}, str(mnist_root))
+    r2 = real.evaluate(arch, bp, seed=1)
+    assert r2.ok and r2.sgd_steps == 3 and r2.images_seen == 48
+    epochs = make_evaluator("real", {"epochs": 0.001, "batch_size": 50, "val_size": 64}, str(mnist_root))
+    assert epochs.evaluate(arch, bp, seed=1).sgd_steps == 1  # ceil(0.001 * 50000 / 50)
+    import pickle
+
+    assert pickle.loads(pickle.dumps(gtn)).describe() == gtn.describe()
+
+
+class ExplodingEvaluator(Evaluator):
+    """Fails on every other trial (exception or NaN), to test that searches survive failures."""
+
+    from gtn_search.configio import StrictModel as _Base
+
+    class Config(_Base):
+        pass
+
+    def _evaluate(self, arch, blueprint, seed):
+        if seed % 3 == 0:
+            raise RuntimeError("boom")
+        score = float("nan") if seed % 3 == 1 else 0.5
+        return Measurement(score, 1, 1, 1.0, 1.0, 1)
+
+
+def test_failed_candidates_are_recorded_and_the_search_goes_on(tmp_path, tiny_teaching_set, mnist_root):
+    EVALUATORS.add("exploding", ExplodingEvaluator)
+    try:
+        cfg = config(tmp_path, tiny_teaching_set, mnist_root, evaluator={"name": "exploding"},
+                     budget={"trials": 12}, strategy="random")
+        summary = run_search(cfg, progress=False)
+    finally:
+        EVALUATORS.unregister("exploding")
+    study = Study(cfg.study)
+    trials = study.trials()
+    assert summary.evaluated == 12 and len(trials) == 12
+    errors = {t.error.split(":")[0] for t in trials if t.status == "failed"}
+    assert errors == {"RuntimeError", "NaN/inf during training"}
+    assert all(t.score == 0.5 for t in trials if t.status == "ok")
+
+
+def test_search_records_everything_and_serves_duplicates_from_cache(tmp_path, tiny_teaching_set, mnist_root):
+    cfg = config(tmp_path, tiny_teaching_set, mnist_root, space=SMALL_SPACE, strategy="random",
+                 budget={"trials": 12})
+    summary = run_search(cfg, progress=False)
+    study = Study(cfg.study)
+    trials = study.trials()
+    assert summary.evaluated == 12 and summary.cached > 0
+    evaluated_hashes = [t.hash for t in trials if t.status == "ok"]
+    assert len(evaluated_hashes) == len(set(evaluated_hashes)) == 12  # each genotype evaluated once
+    for t in trials:
+        if t.status == "cached":
+            original = study.trial(t.cached_from)
+            assert original.hash == t.hash and original.score == t.score and t.flops == 0
+    assert study.integrity_ok()
+    assert study.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_budgets_by_flops_and_seconds(tmp_path, tiny_teaching_set, mnist_root):
+    one = run_search(config(tmp_path / "a", tiny_teaching_set, mnist_root, budget={"trials": 1}), progress=False)
+    per_trial = one.flops
+    cfg = config(tmp_path / "b", tiny_teaching_set, mnist_root, budget={"flops": 2.5 * per_trial})
+    summary = run_search(cfg, progress=False)
+    assert 3 <= summary.evaluated <= 5  # stops once the compute budget is spent
+    cfg = config(tmp_path / "c", tiny_teaching_set, mnist_root, budget={"seconds": 0.001, "trials": 50})
+    assert run_search(cfg, progress=False).evaluated <= 1
+
+
+def test_resume_continues_without_re_evaluating(tmp_path, tiny_teaching_set, mnist_root):
+    cfg = config(tmp_path, tiny_teaching_set, mnist_root, budget={"trials": 4})
+    first = run_search(cfg, progress=False)
+    extended = cfg.model_copy(update={"budget": cfg.budget.model_copy(update={"trials": 8})})
+    second = run_search(extended, progress=False)
+    assert first.evaluated == 4 and second.evaluated == 8 and second.resumed
+    full = run_search(config(tmp_path / "full", tiny_teaching_set, mnist_root, budget={"trials": 8}), progress=False)
+    a = [(t.number, t.hash, t.score) for t in Study(cfg.study).trials()]
+    b = [(t.number, t.hash, t.score) for t in Study(full.study).trials()]
+    assert a == b  # stopping and resuming changes nothing
+
+
+def test_resume_refuses_another_configuration(tmp_path, tiny_teaching_set, mnist_root):
+    run_search(config(tmp_path, tiny_teaching_set, mnist_root, budget={"trials": 1}), progress=False)
+    with pytest.raises(StorageError, match="different 'seed'"):
+        run_search(config(tmp_path, tiny_teaching_set, mnist_root, seed=5), progress=False)
+
+
+def _write_config(path: Path, cfg: SearchConfig) -> Path:
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    return path
+
+
+def test_sigkill_mid_search_then_resume_loses_nothing(tmp_path, tiny_teaching_set, mnist_root):
+    """Kill -9 a real search process mid-run, run the same command again, compare with no kill."""
+    trials = 14
+    killed_cfg = config(tmp_path / "killed", tiny_teaching_set, mnist_root, budget={"trials": trials})
+    path = _write_config(tmp_path / "killed.yaml", killed_cfg)
+    cmd = [sys.executable, "-m", "gtn_search", "search", str(path), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    kills = 0
+    for target in (4, 9):
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if Path(killed_cfg.study).exists():
+                try:
+                    with sqlite3.connect(killed_cfg.study, timeout=5) as con:
+                        done = con.execute("SELECT COUNT(*) FROM trials WHERE status != 'running'").fetchone()[0]
+                except sqlite3.OperationalError:
+                    done = 0
+                if done >= target:
+                    break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the search finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    res = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "resumed" in res.stdout
+    killed = Study(killed_cfg.study)
+    assert killed.integrity_ok()
+    reference = run_search(config(tmp_path / "ref", tiny_teaching_set, mnist_root, budget={"trials": trials}),
+                           progress=False)
+    ref = Study(reference.study)
+    got = [(t.number, t.hash, t.status, t.score) for t in killed.trials()]
+    want = [(t.number, t.hash, t.status, t.score) for t in ref.trials()]
+    assert kills == 2 and got == want  # nothing lost, nothing duplicated, same genotypes and scores
+
+
+def test_parallel_workers_give_the_same_trials_as_sequential(tmp_path, tiny_teaching_set, mnist_root):
+    base = dict(strategy="random", budget={"trials": 6})
+    seq = run_search(config(tmp_path / "seq", tiny_teaching_set, mnist_root, **base), progress=False)
+    par = run_search(config(tmp_path / "par", tiny_teaching_set, mnist_root, workers=2, **base), progress=False)
+    a = [(t.number, t.hash, t.score) for t in Study(seq.study).trials()]
+    b = [(t.number, t.hash, t.score) for t in Study(par.study).trials()]
+    assert a == b
+    workers = {t.worker for t in Study(par.study).trials()}
+    assert len(workers) == 2 and all(str(os.getpid()) not in w for w in workers)
+
+
+def test_dask_local_cluster(tmp_path, tiny_teaching_set, mnist_root):
+    pytest.importorskip("distributed")
+    base = dict(strategy="random", budget={"trials": 4})
+    seq = run_search(config(tmp_path / "seq", tiny_teaching_set, mnist_root, **base), progress=False)
+    dsk = run_search(config(tmp_path / "dask", tiny_teaching_set, mnist_root, workers=2, executor="dask", **base),
+                     progress=False)
+    a = [(t.number, t.hash, t.score) for t in Study(seq.study).trials()]
+    b = [(t.number, t.hash, t.score) for t in Study(dsk.study).trials()]
+    assert a == b
+
+
+def test_cli_search_show_export(tmp_path, tiny_teaching_set, mnist_root, capsys):
+    path = _write_config(tmp_path / "s.yaml", config(tmp_path, tiny_teaching_set, mnist_root))
+    assert main(["search", str(path), "--no-progress", "--trials", "3"]) == 0
+    assert "3 evaluated" in capsys.readouterr().out
+    study = str(tmp_path / "study.db")
+    assert main(["show", study, "--plot", str(tmp_path / "best.png")]) == 0
+    out = capsys.readouterr().out
+    assert "rank" in out and "3 ok" in out and (tmp_path / "best.png").stat().st_size > 10_000
+    assert main(["export", study, "--top", "2", "--out", str(tmp_path / "best"), "--blueprint", "mnist-final"]) == 0
+    files = sorted((tmp_path / "best").glob("*.yaml"))
+    assert len(files) == 2
+    record = load_architecture(files[0])
+    assert record.metadata["rank"] == 1 and record.metadata["evaluator"]["name"] == "gtn"
+    assert record.blueprint.channels == 16 and record.metadata["study"] == study
+    best = Study(study).best(1)[0]
+    assert record.architecture.hash == best.hash and record.metadata["score"] == best.score
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"strategy": "evolutoin"}, "did you mean 'evolution'"),
+    ({"evaluator": {"name": "gnt"}}, "did you mean 'gtn'"),
+    ({"budget": {"trials": -3}}, "budget.trials"),
+    ({"budget": {}}, "at least one of trials"),
+    ({"evaluator": {"name": "gtn", "options": {"teaching_set": "/nope/ts.pt"}}}, "does not exist"),
+    ({"study": "sqlite://relative.db"}, "sqlite:///relative.db"),
+    ({"workers": 0}, "workers"),
+    ({"strategy": {"name": "evolution", "options": {"population": 1}}}, "population"),
+])
+def test_bad_configs_exit_1_with_one_line(tmp_path, tiny_teaching_set, mnist_root, capsys, change, message):
+    data = config(tmp_path, tiny_teaching_set, mnist_root).model_dump(mode="json")
+    data.update(change)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["search", str(path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_unreadable_study_file(tmp_path, tiny_teaching_set, mnist_root, capsys):
+    bad = tmp_path / "garbage.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    path = _write_config(tmp_path / "s.yaml", config(tmp_path, tiny_teaching_set, mnist_root, study=str(bad)))
+    assert main(["search", str(path), "--no-progress"]) == 1
+    assert "not a readable SQLite database" in capsys.readouterr().err
+    assert main(["show", str(tmp_path / "missing.db")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_exhausted_space_stops_with_a_clear_error(tmp_path, tiny_teaching_set, mnist_root, monkeypatch):
+    import gtn_search.runner as runner
+
+    monkeypatch.setattr(runner, "MAX_CACHE_STREAK", 50)
+    cfg = config(tmp_path, tiny_teaching_set, mnist_root, space=SMALL_SPACE, strategy="random", budget={"trials": 17})
+    with pytest.raises(ConfigError, match="the space has 16 architectures"):
+        run_search(cfg, progress=False)
+    assert Study(cfg.study).totals()["evaluated"] == 16  # everything recorded before stopping
+
+
+def test_load_search_config_errors(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("evaluator: {name: gtn}\nbudgett: {trials: 3}\n")
+    with pytest.raises(ConfigError, match="did you mean 'budget'"):
+        load_search_config(path)
