@@ -138,7 +138,8 @@ class SearchRunner:
                                      self.config.threads_per_worker)
             budget = self.config.budget
             totals = study.totals()
-            bar = tqdm(total=budget.trials, initial=min(totals["evaluated"], budget.trials or 0),
+            done_before = len(study.trials("WHERE status != 'running'"))
+            bar = tqdm(total=budget.trials, initial=min(done_before, budget.trials or 0),
                        disable=not self.progress, desc="search", unit="trial", dynamic_ncols=True)
             best = max((t.score for t in study.best(1)), default=float("nan"))
             since_snapshot = 0
@@ -148,10 +149,13 @@ class SearchRunner:
                 study.save_snapshot(study.next_event() - 1, self.strategy.state_dict())
                 study.set_meta("elapsed", str(elapsed_before + time.monotonic() - start))
 
+            spent = {"trials": len(study.trials()) - len(rerun), "flops": totals["flops"]}
+
             def exhausted() -> bool:
-                spent = study.totals()
+                # trials counts every proposal (duplicates served from the cache too); compute
+                # budgets count only real evaluations
                 running = executor.in_flight if executor else 0
-                if budget.trials is not None and spent["evaluated"] + running >= budget.trials:
+                if budget.trials is not None and spent["trials"] + running >= budget.trials:
                     return True
                 if budget.seconds is not None and elapsed_before + time.monotonic() - start >= budget.seconds:
                     return True
@@ -168,6 +172,8 @@ class SearchRunner:
                     event += 1
                     hit = study.finished_with_hash(arch.hash)
                     if hit is not None:
+                        spent["trials"] += 1
+                        bar.update(1)
                         cache_streak += 1
                         if cache_streak > MAX_CACHE_STREAK:
                             raise ConfigError(
@@ -189,6 +195,8 @@ class SearchRunner:
                                             wall_seconds=result.wall_seconds)
                     study.record_result(number, result, event, worker=worker)  # committed before the tell
                     event += 1
+                    spent["trials"] += 1
+                    spent["flops"] += result.flops
                     self.strategy.tell(number, result.score if result.ok else None)
                     if result.ok and not (result.score <= best):  # also replaces NaN
                         best = result.score

@@ -83,6 +83,8 @@ class Blueprint(StrictModel):
 
 #: Named blueprints: small ones for scoring candidates, larger ones for final training.
 BLUEPRINT_PRESETS: dict[str, dict[str, Any]] = {
+    "mnist-tiny": {"input_shape": (1, 28, 28), "channels": 4, "stages": 2, "cells_per_stage": 1,
+                   "stem_multiplier": 2},
     "mnist-search": {"input_shape": (1, 28, 28), "channels": 8, "stages": 3, "cells_per_stage": 1},
     "mnist-final": {"input_shape": (1, 28, 28), "channels": 16, "stages": 3, "cells_per_stage": 2},
     "cifar10-search": {"input_shape": (3, 32, 32), "channels": 32, "stages": 3, "cells_per_stage": 3},

@@ -24,7 +24,7 @@ def add_blueprint_argument(parser: argparse.ArgumentParser, default: str | None 
         "--blueprint",
         default=default,
         metavar="NAME|FILE",
-        help="a blueprint preset (mnist-search, mnist-final, cifar10-search, cifar10-final) or a "
+        help="a blueprint preset (mnist-tiny, mnist-search, mnist-final, cifar10-search, cifar10-final) or a "
         f"YAML file with a 'blueprint' field (default: {default})",
     )
 
