@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -156,9 +155,3 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     fields = getattr(current, "model_fields", None)
     return list(fields) if fields else []
 
-
-def finite_number(value: float, name: str, where: str) -> float:
-    """Check a float is finite (no NaN/inf) and return it."""
-    if not math.isfinite(value):
-        raise ConfigError(f"{where}: field '{name}' must be a finite number, got {value}")
-    return value

@@ -117,7 +117,7 @@ class ProcessExecutor(Executor):
                 result, worker = EvalResult("failed", error="worker process died during the trial"), "?"
             out.append((number, result, worker))
         if broken:  # every other trial of the dead pool is lost too: report them, rebuild the pool
-            for fut, number in list(self._futures.items()):
+            for number in list(self._futures.values()):
                 out.append((number, EvalResult("failed", error="worker process died during the trial"), "?"))
             self._futures.clear()
             self._pool.shutdown(wait=False, cancel_futures=True)

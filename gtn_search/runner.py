@@ -24,7 +24,6 @@ from gtn_search.executors import Executor, make_executor
 from gtn_search.search_config import SearchConfig, check_budget
 from gtn_search.seeding import derive_seed
 from gtn_search.storage import Study, TrialRecord
-from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
 from search_spaces.space import CellSearchSpace
 from strategies import Strategy, make_strategy

@@ -19,7 +19,7 @@ from gtn_search.errors import ConfigError, StorageError
 from gtn_search.evaluators import make_evaluator
 from gtn_search.evaluators.base import Evaluator, Measurement
 from gtn_search.registry import EVALUATORS
-from gtn_search.runner import SearchRunner, run_search
+from gtn_search.runner import run_search
 from gtn_search.search_config import SearchConfig, load_search_config
 from gtn_search.storage import Study
 from search_spaces.blueprint import Blueprint

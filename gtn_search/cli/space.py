@@ -73,7 +73,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"invalid: {exc}", file=sys.stderr)
             continue
         what = (
-            f"blueprint" if report.space is None
+            "blueprint" if report.space is None
             else f"{report.architectures} architecture(s) in space '{report.space.name}'"
             + (", with blueprint" if report.blueprint else "")
         )

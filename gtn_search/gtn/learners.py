@@ -127,10 +127,6 @@ def build_nas_learner(spec: NASLearnerSpec, arch, image_shape: tuple[int, int, i
     return build(arch, learner_blueprint(spec, image_shape, num_classes), seed=seed)
 
 
-def parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 __all__ = [
     "ConvLearnerSpec",
     "LearnerSpec",
@@ -138,5 +134,4 @@ __all__ = [
     "build_nas_learner",
     "conv_learner",
     "make_learner",
-    "parameter_count",
 ]
