@@ -103,7 +103,7 @@ class Cell:
         canon_nodes, canon_outputs = canonicalize(tuple(tuple(n) for n in nodes), outputs)
         self._nodes = canon_nodes
         self._outputs = canon_outputs
-        self._graph = self._build_graph()
+        self._graph: nx.DiGraph | None = None  # built on first use (sampling does not need it)
         self._key = json.dumps(self.to_mapping(), sort_keys=True, separators=(",", ":"))
 
     # -- value semantics ----------------------------------------------------------------------
@@ -124,6 +124,8 @@ class Cell:
     @property
     def graph(self) -> nx.DiGraph:
         """The cell as a frozen DiGraph: nodes in0, in1, n0.., out; edges carry ``op``."""
+        if self._graph is None:
+            self._graph = self._build_graph()
         return self._graph
 
     @property

@@ -159,13 +159,18 @@ class CellSearchSpace(StrictModel):
 
     # -- sampling and mutation -------------------------------------------------------------------
     def sample_cell(self, rng: np.random.Generator) -> Cell:
-        """A uniformly random cell genotype."""
-        nodes = []
-        for j in range(self.num_nodes):
-            combo = self._combos[j][int(rng.integers(len(self._combos[j])))]
-            ops = rng.integers(len(self.ops), size=self.inputs_per_node)
-            nodes.append(tuple((src, self.ops[int(o)]) for src, o in zip(combo, ops)))
+        """A uniformly random cell genotype (two vectorised draws: input combos, then ops)."""
+        combo_idx = rng.integers(0, self._combo_counts)
+        op_idx = rng.integers(0, len(self.ops), size=(self.num_nodes, self.inputs_per_node)).tolist()
+        nodes = [
+            tuple((src, self.ops[o]) for src, o in zip(self._combos[j][c], op_idx[j]))
+            for j, c in enumerate(combo_idx.tolist())
+        ]
         return self.make_cell(nodes)
+
+    @cached_property
+    def _combo_counts(self) -> np.ndarray:
+        return np.array([len(c) for c in self._combos])
 
     def sample(self, rng: np.random.Generator) -> Architecture:
         """A uniformly random architecture (normal cell, then reduction cell)."""
