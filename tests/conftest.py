@@ -2,7 +2,7 @@
 
 Real data: the official MNIST-family archives (torchvision layout, ``<dir>/MNIST/raw/*.gz``) are
 kept read-only in ``$GTN_SEARCH_TEST_DATA``, or by default in the repository's sibling folder
-``../shared/data``. Tests that need them are skipped when they are absent; tests never download.
+``../shared/data`` (or ``/work/shared/data``). Tests that need them are skipped when they are absent; tests never download.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ ENV_TEST_DATA = "GTN_SEARCH_TEST_DATA"
 
 
 def _shared_data_location() -> Path:
-    """``$GTN_SEARCH_TEST_DATA``, else ``<repo>/../shared/data``."""
+    """``$GTN_SEARCH_TEST_DATA``, else ``<repo>/../shared/data``, else ``/work/shared/data``."""
     configured = os.environ.get(ENV_TEST_DATA)
     if configured:
         return Path(configured).expanduser()
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
+    candidates = [Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
 
 
 @pytest.fixture(scope="session")
