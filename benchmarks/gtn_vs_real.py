@@ -41,8 +41,8 @@ from gtn_search.gtn.unroll import evaluate, unroll
 from gtn_search.seeding import derive_seed
 
 GRID = (
-    [{"optimizer": "sgd", "lr": lr, "momentum": m} for lr in (0.01, 0.03, 0.1, 0.3) for m in (0.0, 0.5, 0.9)]
-    + [{"optimizer": "adam", "lr": lr, "momentum": 0.0} for lr in (1e-3, 3e-3, 1e-2)]
+    [{"optimizer": "sgd", "lr": lr, "momentum": m} for lr in (0.01, 0.03, 0.1, 0.3, 1.0) for m in (0.0, 0.5, 0.9)]
+    + [{"optimizer": "adam", "lr": lr, "momentum": 0.0} for lr in (1e-3, 3e-3, 1e-2, 3e-2)]
 )
 
 
@@ -116,13 +116,19 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def meta_train(config: GTNConfig, data, run_dir: Path, progress: bool) -> tuple[MetaTrainer, float]:
+def meta_train(config: GTNConfig, data, run_dir: Path, progress: bool) -> tuple[MetaTrainer, float, float]:
+    """Meta-train (or finish/reuse) the run in ``run_dir``; returns the trainer, its meta-training
+    seconds and the peak RSS (MiB) of the process that trained it (kept in ``run_dir/meta.json``)."""
     ckpt = run_dir / "checkpoint.pt"
     trainer = MetaTrainer.from_checkpoint(ckpt, data=data) if ckpt.exists() else MetaTrainer(config, data)
+    trained = trainer.iteration < trainer.config.meta_iterations
     trainer.run(checkpoint_path=ckpt, progress=progress)
     trainer.teaching_set().save(run_dir / "teaching_set.pt")
     (run_dir / "history.json").write_text(json.dumps(trainer.history))
-    return trainer, sum(trainer.history["seconds"])
+    meta_file = run_dir / "meta.json"
+    if trained or not meta_file.exists():
+        meta_file.write_text(json.dumps({"peak_rss_mib": peak_rss_mib()}))
+    return trainer, sum(trainer.history["seconds"]), json.loads(meta_file.read_text())["peak_rss_mib"]
 
 
 def ablations(base: GTNConfig, data, out: Path, iterations: int, count: int, progress: bool) -> dict[str, Any]:
@@ -135,7 +141,7 @@ def ablations(base: GTNConfig, data, out: Path, iterations: int, count: int, pro
         cfg = GTNConfig.model_validate({**base.model_dump(mode="json"), **change, "meta_iterations": iterations,
                                         "monitor_every": 0, "checkpoint_every": max(1, iterations // 4)})
         run_dir = out / "ablations" / name.replace("=", "_")
-        trainer, seconds = meta_train(cfg, data, run_dir, progress)
+        trainer, seconds, _ = meta_train(cfg, data, run_dir, progress)
         teaching = trainer.teaching_set()
         accs = []
         for module, _ in learners(cfg, data, count, "ablation"):
@@ -196,8 +202,7 @@ def main() -> None:
     data = load_dataset(args.dataset, args.data_root)
     print(data.summary(), flush=True)
 
-    trainer, meta_seconds = meta_train(config, data, run_dir, args.progress)
-    rss = peak_rss_mib()
+    trainer, meta_seconds, rss = meta_train(config, data, run_dir, args.progress)
     teaching = trainer.teaching_set()
     t_steps, batch = teaching.steps, teaching.batch
     print(f"meta-training: {trainer.iteration} iterations, {meta_seconds / 60:.1f} min, peak RSS {rss:.0f} MiB",

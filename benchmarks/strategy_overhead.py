@@ -23,10 +23,10 @@ from gtn_search.search_config import SearchConfig
 STRATEGIES = {
     "random": ("random", {}),
     "evolution": ("evolution", {"population": 100, "sample_size": 25}),
-    "ng:DiscreteOnePlusOne": ("ng:DiscreteOnePlusOne", {"encoding": "categorical"}),
-    "ng:DiscreteOnePlusOne/ordinal": ("ng:DiscreteOnePlusOne", {"encoding": "ordinal"}),
-    "ng:NGOpt": ("ng:NGOpt", {"encoding": "categorical"}),
-    "ng:NGOpt/ordinal": ("ng:NGOpt", {"encoding": "ordinal"}),
+    "ng:DiscreteOnePlusOne/categorical": ("ng:DiscreteOnePlusOne", {"encoding": "categorical"}),
+    "ng:DiscreteOnePlusOne": ("ng:DiscreteOnePlusOne", {"encoding": "ordinal"}),
+    "ng:NGOpt/categorical": ("ng:NGOpt", {"encoding": "categorical"}),
+    "ng:NGOpt": ("ng:NGOpt", {"encoding": "ordinal"}),
 }
 
 

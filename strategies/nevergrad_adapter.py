@@ -4,12 +4,20 @@ The architecture is optimised through the search space's flat vector of categori
 (:meth:`CellSearchSpace.cardinalities`), so every candidate decodes to a valid architecture. Two
 encodings of that vector:
 
-* ``categorical`` (default): deterministic choices as in ``ng.p.Choice(deterministic=True)``:
-  one weight per option, the argmax is the choice. The weights of all choices live in one flat
-  ``ng.p.Array``: a ``ng.p.Tuple`` of 30 ``Choice`` parameters is the same representation but
-  costs about 150 ms per ask/tell in Nevergrad's parameter bookkeeping, the flat array about 1 ms;
-* ``ordinal``: one bounded integer per choice (``ng.p.Array(...).set_integer_casting()``), which
-  Nevergrad's discrete (1+1) optimizers exploit well, at the price of an arbitrary option order.
+* ``ordinal`` (default): one bounded integer per choice (``ng.p.Array(...).set_integer_casting()``).
+  Nevergrad recognises the parametrization as discrete, so ``NGOpt`` selects a discrete (1+1)
+  optimizer, and the discrete optimizers mutate one choice at a time;
+* ``categorical``: deterministic choices as in ``ng.p.Choice(deterministic=True)``: one weight per
+  option, the argmax is the choice. The weights of all choices live in one flat ``ng.p.Array``
+  (a ``ng.p.Tuple`` of 30 ``Choice`` parameters is the same representation but costs about 150 ms
+  per ask/tell in Nevergrad's parameter bookkeeping, the flat array about 1 ms). Nevergrad sees a
+  continuous array: small steps rarely change an argmax, so many asks repeat an architecture
+  (served from the study's cache) and ``NGOpt`` picks a continuous model-based optimizer.
+
+Measured on the shared strategy test objective (300 trials, 3 seeds, best fraction of a hidden
+target's choices matched; chance is 0.17 +- 0.06): NGOpt 0.20-0.40 categorical vs 0.57-0.60
+ordinal; DiscreteOnePlusOne 0.33-0.47 vs 0.50-0.67; TwoPointsDE and the portfolio are similar
+under both encodings. Hence the ordinal default.
 
 Nevergrad minimises, so it is told ``-score``; a failed candidate is told ``+inf``. Its randomness
 comes from a ``RandomState`` seeded by the strategy seed.
@@ -45,7 +53,7 @@ def nevergrad_optimizers() -> list[str]:
 
 @STRATEGIES.register("nevergrad")
 class NevergradStrategy(Strategy):
-    """A Nevergrad optimizer over the categorical encoding (also spelt ng:<Optimizer>)."""
+    """A Nevergrad optimizer over the space's choice vector (also spelt ng:<Optimizer>)."""
 
     def __init__(
         self,
@@ -54,7 +62,7 @@ class NevergradStrategy(Strategy):
         optimizer: str = "NGOpt",
         budget: int | None = None,
         num_workers: int = 1,
-        encoding: str = "categorical",
+        encoding: str = "ordinal",
     ) -> None:
         super().__init__(space, seed)
         names = nevergrad_optimizers()

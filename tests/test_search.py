@@ -111,11 +111,14 @@ def test_search_records_everything_and_serves_duplicates_from_cache(tmp_path, ti
 
 
 def test_budgets_by_flops_and_seconds(tmp_path, tiny_teaching_set, mnist_root):
-    one = run_search(config(tmp_path / "a", tiny_teaching_set, mnist_root, budget={"trials": 1}), progress=False)
-    per_trial = one.flops
-    cfg = config(tmp_path / "b", tiny_teaching_set, mnist_root, budget={"flops": 2.5 * per_trial})
+    # the same seed proposes the same sequence, so the reference run gives each trial's compute
+    ref = run_search(config(tmp_path / "a", tiny_teaching_set, mnist_root, budget={"trials": 6}), progress=False)
+    flops = [t.flops for t in Study(ref.study).trials()]
+    assert len(flops) == 6 and all(f > 0 for f in flops)
+    cfg = config(tmp_path / "b", tiny_teaching_set, mnist_root, budget={"flops": sum(flops[:3]) - 1})
     summary = run_search(cfg, progress=False)
-    assert 3 <= summary.evaluated <= 5  # stops once the compute budget is spent
+    assert summary.evaluated == 3  # the third trial spends the budget; no fourth is asked
+    assert summary.flops == pytest.approx(sum(flops[:3]))
     cfg = config(tmp_path / "c", tiny_teaching_set, mnist_root, budget={"seconds": 0.001, "trials": 50})
     assert run_search(cfg, progress=False).evaluated <= 1
 

@@ -144,8 +144,8 @@ def test_bad_strategy_names_and_options():
         make_strategy("ng:NGOpt", SPACE, encoding="onehot")
 
 
-def test_ordinal_encoding_and_descriptions():
-    s = make_strategy("ng:DiscreteOnePlusOne", SPACE, seed=0, encoding="ordinal", budget=BUDGET)
+def test_categorical_encoding_and_descriptions():
+    s = make_strategy("ng:TwoPointsDE", SPACE, seed=0, encoding="categorical", budget=BUDGET)
     mean, std = chance()
     assert max(score for _, score in run(s, BUDGET)) >= mean + 2.5 * std
     assert all(e.description for e in STRATEGIES.entries())

@@ -1,7 +1,8 @@
 """How a candidate is SCORED: the Evaluator interface and the built-in evaluators.
 
 Built-ins: ``gtn`` (a few SGD steps on a GTN teaching set), ``real`` (steps or epochs on real
-data) and ``synthetic`` (a zero-cost objective for testing strategies and measuring overhead). Add your own with ``@EVALUATORS.register("name")`` or an entry point in the
+data), the training-free proxies ``naswot``, ``synflow`` and ``params`` (peers for the comparison)
+and ``synthetic`` (a zero-cost objective for testing strategies and measuring overhead). Add your own with ``@EVALUATORS.register("name")`` or an entry point in the
 ``gtn_search.evaluators`` group.
 """
 
@@ -13,6 +14,7 @@ from gtn_search.evaluators.base import EvalResult, Evaluator, Measurement
 from gtn_search.evaluators.gtn_evaluator import GTNEvaluator
 from gtn_search.evaluators.real_data import RealDataEvaluator
 from gtn_search.evaluators.synthetic import SyntheticEvaluator
+from gtn_search.evaluators.zero_cost import NASWOTEvaluator, ParamsEvaluator, SynflowEvaluator
 from gtn_search.registry import EVALUATORS
 
 
@@ -22,4 +24,5 @@ def make_evaluator(name: str, options: dict[str, Any] | None = None, data_root: 
     return cls(options or {}, data_root=data_root)
 
 
-__all__ = ["EvalResult", "Evaluator", "GTNEvaluator", "Measurement", "RealDataEvaluator", "SyntheticEvaluator", "make_evaluator"]
+__all__ = ["EvalResult", "Evaluator", "GTNEvaluator", "Measurement", "NASWOTEvaluator", "ParamsEvaluator",
+           "RealDataEvaluator", "SynflowEvaluator", "SyntheticEvaluator", "make_evaluator"]

@@ -51,7 +51,9 @@ def plot_curriculum(teaching: TeachingSet, path: str | os.PathLike[str], steps: 
     k = teaching.num_classes
     labels = teaching.targets if teaching.targets.dim() == 2 else teaching.targets.argmax(-1)
     cols = k * per_class
-    fig, axes = plt.subplots(len(rows), cols, figsize=(0.55 * cols + 0.8, 0.55 * len(rows) + 0.6), squeeze=False)
+    height = 0.55 * len(rows) + 0.6
+    fig, axes = plt.subplots(len(rows), cols, figsize=(0.55 * cols + 0.8, height), squeeze=False,
+                             gridspec_kw={"top": 1 - 0.55 / height, "bottom": 0.01, "hspace": 0.08, "wspace": 0.08})
     gray = teaching.image_shape[0] == 1
     for r, t in enumerate(rows):
         for c in range(k):
@@ -66,7 +68,8 @@ def plot_curriculum(teaching: TeachingSet, path: str | os.PathLike[str], steps: 
                 if r == 0 and j == 0:
                     ax.set_title(str(c), fontsize=8)
         axes[r][0].set_ylabel(f"step {t + 1}", fontsize=7, rotation=0, ha="right", va="center")
-    fig.suptitle(f"GTN curriculum ({teaching.dataset}): one row per inner-loop step", fontsize=10)
+    fig.suptitle(f"GTN curriculum ({teaching.dataset}): one row per inner-loop step", fontsize=10,
+                 y=1 - 0.12 / height)
     return _save(fig, path)
 
 
