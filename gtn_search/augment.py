@@ -1,4 +1,4 @@
-"""Batch augmentation on in-memory tensors: random crop with padding and horizontal flip."""
+"""Batch augmentation on in-memory tensors: random crop with padding, horizontal flip, cutout."""
 
 from __future__ import annotations
 
@@ -26,3 +26,17 @@ def _crop(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: i
     batch = torch.arange(n)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch, iy[:, :, None], ix[:, None, :]]  # [N, H, W, C]
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+def cutout(x: torch.Tensor, rng: torch.Generator, size: int) -> torch.Tensor:
+    """Cutout (DeVries & Taylor 2017): zero one ``size`` x ``size`` square per image, centred at a
+    random pixel and clipped at the borders."""
+    n, _, h, w = x.shape
+    cy = torch.randint(0, h, (n,), generator=rng)
+    cx = torch.randint(0, w, (n,), generator=rng)
+    ys = torch.arange(h)[None, :]
+    xs = torch.arange(w)[None, :]
+    in_y = (ys >= (cy[:, None] - size // 2)) & (ys < (cy[:, None] - size // 2 + size))  # [N, H]
+    in_x = (xs >= (cx[:, None] - size // 2)) & (xs < (cx[:, None] - size // 2 + size))  # [N, W]
+    mask = in_y[:, :, None] & in_x[:, None, :]
+    return x.masked_fill(mask[:, None], 0.0)

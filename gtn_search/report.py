@@ -112,6 +112,8 @@ def export_top(study: Study, out_dir: str | os.PathLike[str], top: int = 5, blue
             "study_seed": cfg["seed"], "strategy": cfg["strategy"], "evaluator": cfg["evaluator"],
             "params": t.params, "flops": t.flops, "search_blueprint": cfg["blueprint"],
         }
+        if isinstance((t.metrics or {}).get("dataset"), str):
+            meta["dataset"] = t.metrics["dataset"]  # what 'gtn-search train' trains on by default
         paths.append(save_architecture(Path(out_dir) / f"rank{rank:02d}_{arch.short_hash}.yaml",
                                        ArchitectureRecord(arch, space, bp, meta)))
     if not paths:

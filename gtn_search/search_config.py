@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -36,8 +36,8 @@ class SearchConfig(StrictModel):
     """Everything a search needs; identity fields (space..seed) must match when resuming a study."""
 
     study: str = "runs/study.db"
-    space: Union[str, dict[str, Any]] = "gtn-nas"
-    blueprint: Union[str, dict[str, Any]] = "mnist-search"
+    space: str | dict[str, Any] = "gtn-nas"
+    blueprint: str | dict[str, Any] = "mnist-search"
     strategy: PluginSpec = PluginSpec(name="evolution")
     evaluator: PluginSpec
     budget: Budget = Budget(trials=100)

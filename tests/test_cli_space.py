@@ -10,7 +10,6 @@ import pytest
 
 from gtn_search.cli import main
 from search_spaces.yaml_format import load_architectures
-
 from tests.test_yaml_format import MALFORMED, expected_message
 
 REPO = Path(__file__).resolve().parents[1]

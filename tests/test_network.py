@@ -8,7 +8,13 @@ import torch
 from torch import nn
 
 from search_spaces.blueprint import Blueprint
-from search_spaces.network import MeanOnlyBatchNorm, build, count_flops, count_parameters, network_cost
+from search_spaces.network import (
+    MeanOnlyBatchNorm,
+    build,
+    count_flops,
+    count_parameters,
+    network_cost,
+)
 from search_spaces.presets import get_space
 
 torch.set_num_threads(1)

@@ -255,7 +255,7 @@ def test_unreadable_study_file(tmp_path, tiny_teaching_set, mnist_root, capsys):
 
 
 def test_exhausted_space_stops_with_a_clear_error(tmp_path, tiny_teaching_set, mnist_root, monkeypatch):
-    import gtn_search.runner as runner
+    from gtn_search import runner
 
     monkeypatch.setattr(runner, "MAX_CACHE_STREAK", 50)
     cfg = config(tmp_path, tiny_teaching_set, mnist_root, space=SMALL_SPACE, strategy="random",

@@ -119,12 +119,12 @@ def _teaching_set_from(source: Path):  # type: ignore[no-untyped-def]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from gtn_search.configio import parse_model
     from gtn_search.data import load_dataset
     from gtn_search.gtn.config import GTNConfig
     from gtn_search.gtn.learners import make_learner
     from gtn_search.gtn.teaching_set import TeachingSet
     from gtn_search.gtn.unroll import evaluate
-    from gtn_search.configio import parse_model
     from gtn_search.seeding import derive_seed
 
     _threads(args.threads)

@@ -7,7 +7,12 @@ import statistics
 import sys
 from pathlib import Path
 
-from gtn_search.cli.common import add_blueprint_argument, add_space_argument, resolve_blueprint, resolve_space
+from gtn_search.cli.common import (
+    add_blueprint_argument,
+    add_space_argument,
+    resolve_blueprint,
+    resolve_space,
+)
 from gtn_search.errors import ConfigError, GTNSearchError
 
 

@@ -14,7 +14,11 @@ from gtn_search.evaluators.base import EvalResult, Evaluator, Measurement
 from gtn_search.evaluators.gtn_evaluator import GTNEvaluator
 from gtn_search.evaluators.real_data import RealDataEvaluator
 from gtn_search.evaluators.synthetic import SyntheticEvaluator
-from gtn_search.evaluators.zero_cost import NASWOTEvaluator, ParamsEvaluator, SynflowEvaluator
+from gtn_search.evaluators.zero_cost import (
+    NASWOTEvaluator,
+    ParamsEvaluator,
+    SynflowEvaluator,
+)
 from gtn_search.registry import EVALUATORS
 
 

@@ -12,7 +12,12 @@ from pydantic import Field, model_validator
 from gtn_search.augment import random_crop_flip
 from gtn_search.configio import StrictModel
 from gtn_search.evaluators.base import Evaluator, Measurement, NonFiniteScore
-from gtn_search.evaluators.common import build_candidate, candidate_blueprint, dataset_for, validation_split
+from gtn_search.evaluators.common import (
+    build_candidate,
+    candidate_blueprint,
+    dataset_for,
+    validation_split,
+)
 from gtn_search.gtn.unroll import evaluate
 from gtn_search.registry import EVALUATORS
 from search_spaces.architecture import Architecture

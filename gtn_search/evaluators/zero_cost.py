@@ -28,7 +28,11 @@ from torch import nn
 
 from gtn_search.configio import StrictModel
 from gtn_search.evaluators.base import Evaluator, Measurement, NonFiniteScore
-from gtn_search.evaluators.common import build_candidate, candidate_blueprint, dataset_for
+from gtn_search.evaluators.common import (
+    build_candidate,
+    candidate_blueprint,
+    dataset_for,
+)
 from gtn_search.registry import EVALUATORS
 from gtn_search.seeding import torch_rng
 from search_spaces.architecture import Architecture

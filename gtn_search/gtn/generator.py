@@ -14,11 +14,11 @@ import math
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from gtn_search.configio import StrictModel
-from pydantic import Field
 
 
 class GeneratorConfig(StrictModel):

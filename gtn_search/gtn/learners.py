@@ -13,7 +13,7 @@ Kaiming init, as in the reference code:
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 from torch import nn
@@ -40,13 +40,13 @@ class NASLearnerSpec(StrictModel):
     """Random architectures from a search space, expanded by a blueprint in learner style."""
 
     kind: Literal["nas"] = "nas"
-    space: Union[str, dict[str, Any]] = "gtn-nas"
-    blueprint: Union[str, dict[str, Any]] = "mnist-search"
+    space: str | dict[str, Any] = "gtn-nas"
+    blueprint: str | dict[str, Any] = "mnist-search"
     norm: LearnerNorm = "batch_stats"
     weight_norm: bool = True
 
 
-LearnerSpec = Annotated[Union[ConvLearnerSpec, NASLearnerSpec], Field(discriminator="kind")]
+LearnerSpec = Annotated[ConvLearnerSpec | NASLearnerSpec, Field(discriminator="kind")]
 
 
 def _norm(kind: str, channels: int, dims: int) -> nn.Module:
