@@ -1,0 +1,35 @@
+"""``gtn-search compare``: GTN versus real data (and training-free proxies) under equal compute."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("compare", help="rank correlation of proxies with final training, speed-up, equal-budget "
+                       "searches; writes report.md and plots (run again to continue)")
+    c.add_argument("config", help="compare YAML (dataset, space, blueprint, num_architectures, ground_truth, "
+                   "proxies, equal_budget)")
+    c.add_argument("--out", help="override the output folder")
+    c.add_argument("--data-root", help="dataset folder")
+    c.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from gtn_search.cli.gtn import _threads
+    from gtn_search.compare import load_compare_config, run_compare
+
+    _threads(args.threads)
+    overrides = {k: v for k, v in (("out", args.out), ("data_root", args.data_root)) if v}
+    config = load_compare_config(args.config, overrides)
+    results = run_compare(config, progress=not args.no_progress)
+    print(f"{len(results['architectures'])} architectures, ground truth in {results['ground_truth_seconds']:.0f} s")
+    for r in results["table"]:
+        print(f"  {r['setting']:<20} Spearman {r['all']['spearman']:+.3f} (top 50%: {r['top50']['spearman']:+.3f}), "
+              f"{r['flops_per_arch'] / 1e6:,.1f} MFLOPs and {r['seconds_per_arch']:.2f} s per architecture")
+    for s in results["speedup"]:
+        print(f"  speed-up of {s['setting']}: {s['all_flops_text']} in FLOPs, {s['all_seconds_text']} in seconds")
+    print(f"report: {config.out}/report.md")
+    return 0

@@ -1,0 +1,104 @@
+"""The ``gtn-search compare`` configuration: architectures, ground truth, proxies, equal-budget searches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from gtn_search.configio import StrictModel, load_yaml, parse_model, require_mapping
+from gtn_search.final_train import TrainConfig
+from gtn_search.search_config import PluginSpec
+
+
+class GroundTruthConfig(StrictModel):
+    """How each sampled architecture is trained for its ground-truth test accuracy."""
+
+    #: the final-training blueprint (default: the proxies' blueprint)
+    blueprint: str | dict[str, Any] | None = None
+    recipe: TrainConfig = TrainConfig()
+    seed: int = Field(default=0, ge=0)
+
+
+class ProxyConfig(StrictModel):
+    """One proxy evaluator; with ``steps`` it is run once per step count (a cost sweep)."""
+
+    label: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.\-]+$")
+    evaluator: PluginSpec
+    steps: list[int] | None = None
+    #: 'gtn' or 'real' curves take part in the speed-up computation
+    kind: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ProxyConfig:
+        if self.steps is not None and (not self.steps or any(s < 1 for s in self.steps)):
+            raise ValueError("steps must be a non-empty list of positive integers")
+        if self.steps is not None and "steps" in self.evaluator.options:
+            raise ValueError("give the step counts in 'steps', not in the evaluator options")
+        return self
+
+    def settings(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(setting name, evaluator options)`` for every point of the sweep."""
+        if self.steps is None:
+            return [(self.label, dict(self.evaluator.options))]
+        return [(f"{self.label}@{s}", {**self.evaluator.options, "steps": s}) for s in sorted(set(self.steps))]
+
+    def curve_kind(self) -> str:
+        return self.kind or self.evaluator.name
+
+
+class EqualBudgetConfig(StrictModel):
+    """Searches with each evaluator under the same compute budget, then final training of their top-k."""
+
+    strategies: list[str] = Field(default_factory=lambda: ["random", "evolution"], min_length=1)
+    #: proxy labels (from ``proxies``, with their first step count unless 'label@steps' is given)
+    evaluators: list[str] = Field(min_length=1)
+    flops: float = Field(gt=0)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    top_k: int = Field(default=3, ge=1, le=100)
+    strategy_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class CompareConfig(StrictModel):
+    """Everything ``gtn-search compare`` does, in one YAML file."""
+
+    out: str = "runs/compare"
+    dataset: str = "fashion_mnist"
+    space: str | dict[str, Any] = "gtn-nas"
+    #: the blueprint proxies score candidates with (the search blueprint)
+    blueprint: str | dict[str, Any] = "mnist-tiny"
+    num_architectures: int = Field(default=40, ge=4, le=100_000)
+    seed: int = Field(default=0, ge=0)
+    ground_truth: GroundTruthConfig = GroundTruthConfig()
+    proxies: list[ProxyConfig] = Field(min_length=1)
+    bootstrap: int = Field(default=1000, ge=0, le=100_000)
+    equal_budget: EqualBudgetConfig | None = None
+    data_root: str | None = None
+    #: ground truth on the first ``limit`` images of each split only (smoke tests, not results)
+    limit: int | None = Field(default=None, ge=10)
+
+    @model_validator(mode="after")
+    def _unique(self) -> CompareConfig:
+        labels = [p.label for p in self.proxies]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise ValueError(f"proxy labels must be unique; repeated: {', '.join(dupes)}")
+        if self.equal_budget is not None:
+            known = {name for p in self.proxies for name, _ in p.settings()} | set(labels)
+            missing = [e for e in self.equal_budget.evaluators if e not in known]
+            if missing:
+                raise ValueError(f"equal_budget.evaluators {missing} are not proxy labels or settings "
+                                 f"({', '.join(sorted(known))})")
+        return self
+
+    def settings(self) -> dict[str, tuple[ProxyConfig, dict[str, Any]]]:
+        """Every proxy setting by name: its proxy and evaluator options."""
+        return {name: (p, options) for p in self.proxies for name, options in p.settings()}
+
+
+def load_compare_config(path: str | Path, overrides: dict[str, Any] | None = None) -> CompareConfig:
+    """Read and validate a compare YAML file (errors name the file and the field)."""
+    data = dict(require_mapping(load_yaml(path), str(path)))
+    data.update(overrides or {})
+    return parse_model(CompareConfig, data, str(path))

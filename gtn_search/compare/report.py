@@ -1,0 +1,166 @@
+"""The comparison's report: ``report.md`` tables and PNG plots, from the results dict."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from gtn_search.configio import write_text_atomic
+
+PLOTS = ("scatter.png", "correlation_vs_cost.png")
+
+
+def _f(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _ci(c: dict[str, Any], key: str) -> str:
+    lo, hi = c[f"{key}_ci"]
+    return f"{_f(c[key])} [{_f(lo, 2)}, {_f(hi, 2)}]"
+
+
+def _main_gtn(results: dict[str, Any]) -> dict[str, Any] | None:
+    gtn = [r for r in results["table"] if r["kind"] == "gtn"]
+    return max(gtn, key=lambda r: r["steps"]) if gtn else None
+
+
+def write_report(results: dict[str, Any], out: Path) -> Path:
+    """Write ``report.md`` and the plots into ``out``; returns the report path."""
+    plot_scatter(results, out / "scatter.png")
+    plot_correlation_vs_cost(results, out / "correlation_vs_cost.png")
+    eb = results.get("equal_budget")
+    if eb:
+        plot_equal_budget(eb, out / "equal_budget.png")
+    cfg = results["config"]
+    ok = [g for g in results["ground_truth"] if g["status"] == "ok"]
+    accs = [g["test_accuracy"] for g in ok]
+    lines = [
+        "# GTN versus real data: rank correlation under equal compute", "",
+        (f"Dataset {results['dataset']}; {len(results['architectures'])} architectures sampled from "
+        f"`{cfg['space'] if isinstance(cfg['space'], str) else 'custom space'}` (seed {cfg['seed']}); proxies "
+        f"score them on the `{cfg['blueprint'] if isinstance(cfg['blueprint'], str) else 'custom'}` blueprint. "
+        f"Ground truth: final training ({cfg['ground_truth']['recipe']['epochs']} epochs) of each, test accuracy "
+        f"{_f(min(accs) if accs else None)} .. {_f(max(accs) if accs else None)} (median "
+        f"{_f(statistics.median(accs) if accs else None)}); {len(results['ground_truth']) - len(ok)} failed; "
+        f"{results['ground_truth_seconds'] / 60:.1f} min of training."), "",
+        "## Rank correlation with the ground truth", "",
+        ("Spearman and Kendall with bootstrap 95% intervals; *top 50%* = the architectures in the top half by "
+        "the proxy's own score (the paper's measure). Cost = mean per architecture."), "",
+        ("| proxy | steps | n | cost (MFLOPs) | seconds | Spearman (all) | Kendall (all) | Spearman (top 50%) | "
+        "Kendall (top 50%) |"),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["table"]:
+        lines.append(f"| {r['setting']} | {r['steps']} | {r['n']} | {r['flops_per_arch'] / 1e6:,.1f} | "
+                     f"{r['seconds_per_arch']:.2f} | {_ci(r['all'], 'spearman')} | {_ci(r['all'], 'kendall')} | "
+                     f"{_ci(r['top50'], 'spearman')} | {_ci(r['top50'], 'kendall')} |")
+    if results["speedup"]:
+        lines += ["", "## Speed-up factor", "",
+                  ("Real-data cost (interpolated on its correlation-vs-cost curve) needed to reach each GTN setting's "
+                  "Spearman, divided by the GTN setting's cost."), "",
+                  "| GTN setting | by FLOPs (all) | by seconds (all) | by FLOPs (top 50%) | by seconds (top 50%) |",
+                  "|---|---|---|---|---|"]
+        for s in results["speedup"]:
+            lines.append(f"| {s['setting']} | {s['all_flops_text']} | {s['all_seconds_text']} | "
+                         f"{s['top50_flops_text']} | {s['top50_seconds_text']} |")
+    if eb:
+        lines += ["", "## Equal-budget searches", "",
+                  (f"Each search spent the same compute budget ({cfg['equal_budget']['flops']:.3g} FLOPs); the top "
+                  f"{cfg['equal_budget']['top_k']} of each by its own proxy were final-trained. GTN meta-training is "
+                  f"not included (it is paid once and amortised)."), "",
+                  "| evaluator | strategy | seeds | best final test accuracy (mean +- std) | trials per search |",
+                  "|---|---|---|---|---|"]
+        for v in eb.values():
+            trials = statistics.mean(r["trials"] for r in v["runs"])
+            lines.append(f"| {v['evaluator']} | {v['strategy']} | {len(v['runs'])} | {_f(v['best_final_mean'], 4)} "
+                         f"+- {_f(v['best_final_std'], 4)} | {trials:.0f} |")
+    lines += ["", "## Plots", "", "![scatter](scatter.png)", "", "![correlation vs cost](correlation_vs_cost.png)"]
+    if eb:
+        lines += ["", "![equal budget](equal_budget.png)"]
+    path = out / "report.md"
+    write_text_atomic(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _plt():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_scatter(results: dict[str, Any], path: Path) -> None:
+    """The main GTN proxy's score versus the ground truth, top 10% by GTN marked (paper's Figure 5)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    main = _main_gtn(results) or results["table"][0]
+    scores = results["proxy_scores"][main["setting"]]
+    pairs = [(s, g["test_accuracy"]) for s, g in zip(scores, results["ground_truth"])
+             if s is not None and g["status"] == "ok"]
+    if pairs:
+        cut = sorted((s for s, _ in pairs), reverse=True)[max(0, math.ceil(0.1 * len(pairs)) - 1)]
+        top = [(s, t) for s, t in pairs if s >= cut]
+        rest = [(s, t) for s, t in pairs if s < cut]
+        ax.scatter([s for s, _ in rest], [t for _, t in rest], s=18, color="#9ecae1", label="architectures")
+        ax.scatter([s for s, _ in top], [t for _, t in top], s=30, color="#d62728", label="top 10% by proxy")
+    ax.set_xlabel(f"{main['setting']} score (validation)")
+    ax.set_ylabel("ground truth (test accuracy after final training)")
+    ax.set_title(f"Spearman {_f(main['all']['spearman'])} (all), {_f(main['top50']['spearman'])} (top 50%)",
+                 fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_correlation_vs_cost(results: dict[str, Any], path: Path) -> None:
+    """Spearman versus cost per architecture: a curve per swept proxy, a point per single setting."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, subset, title in zip(axes, ("all", "top50"), ("all architectures", "top 50% by proxy")):
+        by_label: dict[str, list[dict[str, Any]]] = {}
+        for r in results["table"]:
+            by_label.setdefault(r["label"], []).append(r)
+        for label, rows in by_label.items():
+            rows = sorted(rows, key=lambda r: r["flops_per_arch"])
+            xs = [max(r["flops_per_arch"], 1.0) for r in rows]
+            ys = [r[subset]["spearman"] for r in rows]
+            ax.plot(xs, ys, marker="o" if len(rows) > 1 else "s", label=label)
+            for r, x, y in zip(rows, xs, ys):
+                if len(rows) > 1:
+                    ax.annotate(str(r["steps"]), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("cost per architecture (FLOPs, log)")
+        ax.set_title(title, fontsize=10)
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Spearman with the ground truth")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_equal_budget(eb: dict[str, Any], path: Path) -> None:
+    """Final test accuracy of the best-so-far architecture versus compute, mean over seeds."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for v in eb.values():
+        fractions = sorted({c["fraction"] for r in v["runs"] for c in r["curve"]})
+        means = []
+        for f in fractions:
+            vals = [c["final_test_accuracy"] for r in v["runs"] for c in r["curve"]
+                    if c["fraction"] == f and c["final_test_accuracy"] is not None]
+            means.append(statistics.mean(vals) if vals else float("nan"))
+        ax.plot(fractions, means, marker="o", label=f"{v['evaluator']} / {v['strategy']}")
+    ax.set_xlabel("fraction of the compute budget")
+    ax.set_ylabel("final test accuracy of the best-so-far")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

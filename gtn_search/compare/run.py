@@ -1,0 +1,255 @@
+"""``gtn-search compare``: GTN versus real-data (and training-free) proxies under equal compute.
+
+1. **Rank correlation**: M seeded architectures; ground truth = final training of each (test
+   accuracy); every proxy setting scores every architecture on validation data with its measured
+   cost; Spearman/Kendall over all and over the top 50% by proxy, with bootstrap intervals; the
+   speed-up factor = real-data cost needed to match the GTN proxy's correlation / GTN cost.
+2. **Equal-budget searches** (optional): each strategy x evaluator x seed searches under the same
+   FLOPs budget; the top-k of each search by its own proxy get final training; best final test
+   accuracy per evaluator (mean +- std over seeds) and best-found-versus-compute curves.
+
+Everything is stored as it is computed (``compare.db`` and the search studies), so running the
+same command again continues where it stopped and recomputes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from gtn_search.compare.analysis import correlation, cost_to_reach, top_fraction
+from gtn_search.compare.config import CompareConfig
+from gtn_search.compare.store import CompareStore, digest
+from gtn_search.configio import write_text_atomic
+from gtn_search.data import load_dataset
+from gtn_search.errors import GTNSearchError, TrainingError
+from gtn_search.evaluators import make_evaluator
+from gtn_search.final_train import train_final
+from gtn_search.registry import EVALUATORS
+from gtn_search.runner import resolve_blueprint, run_search
+from gtn_search.search_config import Budget, PluginSpec, SearchConfig
+from gtn_search.seeding import derive_seed, numpy_rng
+from gtn_search.storage import Study
+from search_spaces.architecture import Architecture
+from search_spaces.blueprint import Blueprint
+from search_spaces.space import CellSearchSpace
+
+#: fractions of the equal-budget compute at which the best-so-far architecture is final-trained
+CURVE_FRACTIONS = (0.25, 0.5, 1.0)
+
+
+class Comparison:
+    """One comparison run (see the module docstring); :meth:`run` returns the results dict."""
+
+    def __init__(self, config: CompareConfig, progress: bool = True) -> None:
+        self.config = config
+        self.progress = progress
+        self.out = Path(config.out)
+        self.space = CellSearchSpace.from_mapping(config.space, where="space")
+        self.blueprint = resolve_blueprint(config.blueprint)
+        gt = config.ground_truth
+        self.gt_blueprint: Blueprint = resolve_blueprint(gt.blueprint) if gt.blueprint is not None else self.blueprint
+        self.data = load_dataset(config.dataset, config.data_root, limit=config.limit)
+        self.gt_key = digest({"dataset": self.data.name, "limit": config.limit, "blueprint": self.gt_blueprint.to_mapping(),
+                              "recipe": gt.recipe.model_dump(mode="json"), "seed": gt.seed})
+        self.store = CompareStore(self.out / "compare.db")
+
+    # -- architectures and ground truth ---------------------------------------------------------
+    def architectures(self) -> list[Architecture]:
+        """M distinct architectures, seeded."""
+        rng = numpy_rng(self.config.seed, "compare-architectures")
+        archs: dict[str, Architecture] = {}
+        attempts = 0
+        while len(archs) < self.config.num_architectures:
+            arch = self.space.sample(rng)
+            archs.setdefault(arch.hash, arch)
+            attempts += 1
+            if attempts > 100 * self.config.num_architectures:
+                raise GTNSearchError(f"num_architectures={self.config.num_architectures} but the space has only "
+                                     f"{self.space.size():.3g} architectures; lower num_architectures")
+        return list(archs.values())
+
+    def ground_truth(self, arch: Architecture) -> dict[str, Any]:
+        """The final-training result of ``arch`` (trained once, then read from the store)."""
+        cached = self.store.ground_truth(self.gt_key, arch.hash)
+        if cached is not None:
+            return cached
+        gt = self.config.ground_truth
+        run_dir = self.out / "ground_truth" / self.gt_key[:8] / arch.short_hash
+        try:
+            result = train_final(arch, self.gt_blueprint, self.data, gt.recipe, run_dir, gt.seed).to_dict()
+            status = "ok"
+        except TrainingError as exc:
+            result, status = {"error": str(exc)}, "failed"
+        result["status"] = status
+        self.store.put_ground_truth(self.gt_key, arch.hash, status, result)
+        return result
+
+    # -- proxies ----------------------------------------------------------------------------------
+    def _options(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
+        cls = EVALUATORS.get(name, where="compare proxy evaluator")
+        fields = getattr(cls.Config, "model_fields", {})
+        if "dataset" in fields and "dataset" not in options:
+            options = {**options, "dataset": self.config.dataset}
+        return options
+
+    def proxy_results(self, archs: list[Architecture], bar) -> dict[str, list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
+        results: dict[str, list[dict[str, Any]]] = {}
+        for setting, (proxy, options) in self.config.settings().items():
+            options = self._options(proxy.evaluator.name, options)
+            evaluator = make_evaluator(proxy.evaluator.name, options, self.config.data_root)
+            evaluator.setup()
+            key = digest({"evaluator": evaluator.describe(), "blueprint": self.blueprint.to_mapping()})
+            rows = []
+            for arch in archs:
+                row = self.store.proxy(key, arch.hash)
+                if row is None:
+                    seed = derive_seed(self.config.seed, "compare-proxy", arch.hash)
+                    row = evaluator.evaluate(arch, self.blueprint, seed).to_dict()
+                    self.store.put_proxy(key, arch.hash, row)
+                rows.append(row)
+                bar.update(1)
+            results[setting] = rows
+        return results
+
+    # -- analysis ---------------------------------------------------------------------------------
+    def correlations(self, archs: list[Architecture], truths: list[dict[str, Any]],
+                     proxies: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        table = []
+        for setting, (proxy, _) in self.config.settings().items():
+            pairs = [(p["score"], t["test_accuracy"]) for p, t in zip(proxies[setting], truths)
+                     if p["status"] == "ok" and t["status"] == "ok"]
+            xs, ys = [p for p, _ in pairs], [t for _, t in pairs]
+            all_c = correlation(xs, ys, self.config.bootstrap, self.config.seed)
+            top_c = correlation(*top_fraction(xs, ys, 0.5), self.config.bootstrap, self.config.seed)
+            rows = proxies[setting]
+            flops = statistics.mean((r["train_flops"] + r["eval_flops"]) for r in rows)
+            seconds = statistics.mean(r["wall_seconds"] for r in rows)
+            steps = rows[0]["sgd_steps"] if rows else 0
+            table.append({"setting": setting, "label": proxy.label, "kind": proxy.curve_kind(), "steps": steps,
+                          "n": len(pairs), "failed": sum(r["status"] != "ok" for r in rows),
+                          "flops_per_arch": flops, "seconds_per_arch": seconds,
+                          "all": asdict(all_c), "top50": asdict(top_c)})
+        return table
+
+    @staticmethod
+    def speedups(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """For each GTN setting: real-data cost needed to match its Spearman / its cost."""
+        real = [r for r in table if r["kind"] == "real"]
+        out = []
+        for g in (r for r in table if r["kind"] == "gtn"):
+            entry: dict[str, Any] = {"setting": g["setting"]}
+            for subset in ("all", "top50"):
+                target = g[subset]["spearman"]
+                for unit in ("flops", "seconds"):
+                    curve = [(r[f"{unit}_per_arch"], r[subset]["spearman"]) for r in real]
+                    need = cost_to_reach(curve, target) if not math.isnan(target) else None
+                    cost = g[f"{unit}_per_arch"]
+                    if need is None or cost <= 0:
+                        top = max((c for c, _ in curve), default=0.0)
+                        entry[f"{subset}_{unit}"] = None
+                        entry[f"{subset}_{unit}_text"] = (f">= {top / cost:.1f}x (real data never reached it)"
+                                                          if cost > 0 and top > 0 else "n/a")
+                    else:
+                        entry[f"{subset}_{unit}"] = need / cost
+                        entry[f"{subset}_{unit}_text"] = f"{need / cost:.1f}x"
+            out.append(entry)
+        return out
+
+    # -- equal-budget searches --------------------------------------------------------------------
+    def equal_budget(self) -> dict[str, Any] | None:
+        eb = self.config.equal_budget
+        if eb is None:
+            return None
+        settings = self.config.settings()
+        first = {p.label: p.settings()[0][0] for p in self.config.proxies}
+        results: dict[str, Any] = {}
+        for label in eb.evaluators:
+            setting = first.get(label, label)
+            proxy, options = settings[setting]
+            options = self._options(proxy.evaluator.name, options)
+            for strategy in eb.strategies:
+                runs = []
+                for seed in eb.seeds:
+                    cfg = SearchConfig(
+                        study=str(self.out / "searches" / f"{setting.replace('@', '_')}__{strategy}__seed{seed}.db"),
+                        space=self.config.space, blueprint=self.config.blueprint,
+                        strategy=PluginSpec(name=strategy, options=eb.strategy_options.get(strategy, {})),
+                        evaluator=PluginSpec(name=proxy.evaluator.name, options=options),
+                        budget=Budget(flops=eb.flops), seed=seed, data_root=self.config.data_root)
+                    summary = run_search(cfg, progress=False)
+                    runs.append(self._search_outcome(Study(summary.study), eb.top_k, eb.flops))
+                finals = [r["best_final_test_accuracy"] for r in runs if r["best_final_test_accuracy"] is not None]
+                results[f"{setting}|{strategy}"] = {
+                    "evaluator": setting, "strategy": strategy, "runs": runs,
+                    "best_final_mean": statistics.mean(finals) if finals else None,
+                    "best_final_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+                }
+        return results
+
+    def _search_outcome(self, study: Study, top_k: int, budget: float) -> dict[str, Any]:
+        trials = [t for t in study.trials() if t.finished]
+        spent, best, curve = 0.0, None, []
+        marks = iter(CURVE_FRACTIONS)
+        mark = next(marks)
+        for t in trials:
+            spent += t.flops
+            if t.status in ("ok", "cached") and t.score is not None and (best is None or t.score > best.score):
+                best = t
+            while mark is not None and spent >= mark * budget:
+                curve.append({"fraction": mark, "flops": spent, "hash": best.hash if best else None})
+                mark = next(marks, None)
+        if mark is not None:  # the search stopped (e.g. the space ran out) before the last mark
+            curve.append({"fraction": mark, "flops": spent, "hash": best.hash if best else None})
+        by_hash = {t.hash: t for t in trials}
+        top = [t for t in study.best(top_k)]
+        finals = {}
+        for t in top + [by_hash[c["hash"]] for c in curve if c["hash"]]:
+            arch = self.space.architecture_from_mapping(t.genotype, where=f"study {study.path}")
+            gt = self.ground_truth(arch)
+            finals[t.hash] = gt["test_accuracy"] if gt["status"] == "ok" else None
+        for c in curve:
+            c["final_test_accuracy"] = finals.get(c["hash"]) if c["hash"] else None
+        top_finals = [finals[t.hash] for t in top if finals.get(t.hash) is not None]
+        return {"study": str(study.path), "trials": len(trials), "flops": spent,
+                "top": [{"hash": t.hash, "proxy_score": t.score, "final_test_accuracy": finals.get(t.hash)}
+                        for t in top],
+                "best_final_test_accuracy": max(top_finals) if top_finals else None, "curve": curve}
+
+    # -- everything -------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        from tqdm.auto import tqdm
+
+        from gtn_search.compare.report import write_report
+
+        archs = self.architectures()
+        settings = self.config.settings()
+        bar = tqdm(total=len(archs) * (1 + len(settings)), disable=not self.progress, desc="compare",
+                   unit="eval", dynamic_ncols=True)
+        truths = []
+        for arch in archs:
+            truths.append(self.ground_truth(arch))
+            bar.update(1)
+        proxies = self.proxy_results(archs, bar)
+        bar.close()
+        table = self.correlations(archs, truths, proxies)
+        results = {
+            "config": self.config.model_dump(mode="json"), "dataset": self.data.name,
+            "architectures": [a.hash for a in archs],
+            "ground_truth": [{"hash": a.hash, **t} for a, t in zip(archs, truths)],
+            "proxy_scores": {s: [r.get("score") for r in rows] for s, rows in proxies.items()},
+            "table": table, "speedup": self.speedups(table), "equal_budget": self.equal_budget(),
+            "ground_truth_seconds": sum(t.get("seconds", 0.0) for t in truths),
+        }
+        write_text_atomic(self.out / "results.json", json.dumps(results, indent=2, default=str))
+        write_report(results, self.out)
+        return results
+
+
+def run_compare(config: CompareConfig, progress: bool = True) -> dict[str, Any]:
+    """Run (or continue) the comparison described by ``config``; writes report.md, PNGs, results.json."""
+    return Comparison(config, progress).run()

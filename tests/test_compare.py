@@ -1,0 +1,123 @@
+"""``gtn-search compare`` end to end on a tiny configuration: report, plots, numbers, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import yaml
+from scipy import stats
+
+import gtn_search.compare.run as compare_run
+from gtn_search.cli import main
+from gtn_search.compare import load_compare_config, run_compare
+from gtn_search.compare.analysis import correlation, cost_to_reach, top_fraction
+from gtn_search.evaluators.base import Evaluator
+
+TINY_BP = {"input_shape": [1, 28, 28], "channels": 2, "stages": 1, "cells_per_stage": 1, "stem_multiplier": 2}
+
+
+def tiny_config(tmp_path, teaching, mnist_root, **extra):
+    return {
+        "out": str(tmp_path / "cmp"), "dataset": "mnist", "blueprint": TINY_BP, "num_architectures": 5, "seed": 0,
+        "ground_truth": {"recipe": {"epochs": 0.004, "batch_size": 64, "eval_batch": 2000}},
+        "proxies": [
+            {"label": "gtn", "evaluator": {"name": "gtn", "options": {"teaching_set": str(teaching), "val_size": 64}},
+             "steps": [1, 3]},
+            {"label": "real", "evaluator": {"name": "real", "options": {"batch_size": 16, "val_size": 64}},
+             "steps": [2, 8]},
+            {"label": "naswot", "evaluator": {"name": "naswot", "options": {"batch_size": 16}}},
+            {"label": "params", "evaluator": {"name": "params"}},
+        ],
+        "bootstrap": 50, "data_root": str(mnist_root), "limit": 1000, **extra,
+    }
+
+
+def test_analysis_helpers():
+    c = correlation([1, 2, 3, 4, 5], [2, 4, 6, 8, 10], bootstrap=100)
+    assert c.spearman == pytest.approx(1.0) and c.kendall == pytest.approx(1.0)
+    assert correlation([1, 2, 3, 4], [4, 3, 2, 1], bootstrap=0).spearman == pytest.approx(-1.0)
+    assert math.isnan(correlation([1, 1, 1], [1, 2, 3], bootstrap=0).spearman)  # constant proxy
+    assert top_fraction([0.1, 0.9, 0.5, 0.7], [1, 2, 3, 4], 0.5) == ([0.9, 0.7, 0.5], [2, 4, 3])  # >= 3 kept
+    curve = [(10, 0.2), (100, 0.4), (1000, 0.8)]
+    assert cost_to_reach(curve, 0.6) == pytest.approx(10 ** 2.5)  # log-linear between 100 and 1000
+    assert cost_to_reach(curve, 0.1) == 10 and cost_to_reach(curve, 0.9) is None
+
+
+def test_compare_end_to_end_and_resume(tmp_path, tiny_teaching_set, mnist_root, monkeypatch):
+    cfg = load_compare_config_from(tmp_path, tiny_config(tmp_path, tiny_teaching_set, mnist_root))
+    first = run_compare(cfg, progress=False)
+    out = tmp_path / "cmp"
+    settings = [r["setting"] for r in first["table"]]
+    assert settings == ["gtn@1", "gtn@3", "real@2", "real@8", "naswot", "params"]
+    for r in first["table"]:
+        assert r["n"] == 5 and r["flops_per_arch"] >= 0
+        pairs = [(s, g["test_accuracy"]) for s, g in zip(first["proxy_scores"][r["setting"]], first["ground_truth"])]
+        expected = stats.spearmanr([p for p, _ in pairs], [t for _, t in pairs]).statistic
+        assert r["all"]["spearman"] == pytest.approx(expected, nan_ok=True)
+    costs = {r["setting"]: r["flops_per_arch"] for r in first["table"]}
+    assert costs["real@8"] > costs["real@2"] > 0 and costs["params"] == 0
+    assert [s["setting"] for s in first["speedup"]] == ["gtn@1", "gtn@3"]
+    report = (out / "report.md").read_text()
+    assert "| gtn@3 | 3 | 5 |" in report and "Speed-up factor" in report
+    for name in ("scatter.png", "correlation_vs_cost.png"):
+        assert (out / name).stat().st_size > 10_000
+    assert json.loads((out / "results.json").read_text())["architectures"] == first["architectures"]
+
+    # run again with equal-budget searches added: nothing computed before is computed again
+    calls = {"train": 0, "evaluate": 0}
+    real_train, real_eval = compare_run.train_final, Evaluator.evaluate
+
+    def counting_train(*a, **k):
+        calls["train"] += 1
+        return real_train(*a, **k)
+
+    def counting_eval(self, *a, **k):
+        calls["evaluate"] += 1
+        return real_eval(self, *a, **k)
+
+    monkeypatch.setattr(compare_run, "train_final", counting_train)
+    monkeypatch.setattr(Evaluator, "evaluate", counting_eval)
+    budget = 3 * costs["real@2"]
+    eb = {"evaluators": ["gtn@3", "real"], "strategies": ["random"], "seeds": [0, 1], "flops": budget, "top_k": 1}
+    second = run_compare(load_compare_config_from(tmp_path, tiny_config(tmp_path, tiny_teaching_set, mnist_root,
+                                                                        equal_budget=eb)), progress=False)
+    assert second["table"] == first["table"]  # the same stored numbers
+    searches = second["equal_budget"]
+    assert set(searches) == {"gtn@3|random", "real@2|random"}
+    for v in searches.values():
+        assert len(v["runs"]) == 2 and v["best_final_mean"] is not None
+        for run in v["runs"]:
+            assert run["flops"] >= budget and run["curve"][-1]["fraction"] == 1.0
+    assert calls["evaluate"] > 0  # only the searches evaluated
+    trained = calls["train"]
+    assert 0 < trained <= 2 * 2 * 4  # top-1 + 3 curve points per search, minus what was already trained
+    assert (out / "equal_budget.png").stat().st_size > 10_000 and "Equal-budget searches" in (out / "report.md").read_text()
+    calls.update(train=0, evaluate=0)
+    run_compare(load_compare_config_from(tmp_path, tiny_config(tmp_path, tiny_teaching_set, mnist_root,
+                                                               equal_budget=eb)), progress=False)
+    assert calls == {"train": 0, "evaluate": 0}  # a finished comparison recomputes nothing
+
+
+def load_compare_config_from(tmp_path, data):
+    path = tmp_path / "compare.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_compare_config(path)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"equal_budget": {"evaluators": ["gtm"], "flops": 1e9}}, "not proxy labels"),
+    ({"proxies": []}, "proxies"),
+    ({"num_architectures": 2}, "num_architectures"),
+    ({"proxies": [{"label": "a", "evaluator": {"name": "real", "options": {"steps": 3}}, "steps": [1]}]},
+     "not in the evaluator options"),
+])
+def test_bad_compare_configs_exit_1(tmp_path, capsys, change, message):
+    data = tiny_config(tmp_path, tmp_path / "ts.pt", tmp_path)
+    data.update(change)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["compare", str(path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
