@@ -56,10 +56,11 @@ def parse_yaml_text(text: str, where: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
-        problem = exc.problem or exc.context or "malformed YAML"
+        problem = " ".join(str(exc.problem or exc.context or "malformed YAML").split())
         raise ConfigError(f"{where}:{line} invalid YAML: {problem}") from None
     except (yaml.YAMLError, RecursionError, ValueError, OverflowError) as exc:
-        raise ConfigError(f"{where}: invalid YAML: {type(exc).__name__}: {exc}") from None
+        detail = " ".join(str(exc).split())  # one line, whatever the YAML library wrote
+        raise ConfigError(f"{where}: invalid YAML: {type(exc).__name__}: {detail}") from None
 
 
 class FlowList(list):  # type: ignore[type-arg]

@@ -12,6 +12,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import socket
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from typing import Any
@@ -41,6 +42,14 @@ def run_trial(evaluator: Evaluator, arch: Architecture, blueprint: Blueprint, se
     """Evaluate one candidate (the function every executor ships to its workers)."""
     _set_threads(threads)
     return evaluator.evaluate(arch, blueprint, seed), worker_name()
+
+
+def _warm_up(threads: int) -> None:
+    """Import what trials need in a fresh worker (its start-up is then not part of a trial's time)."""
+    import gtn_search.evaluators  # noqa: F401
+
+    _set_threads(threads)
+    time.sleep(0.2)  # hold this worker so that the next warm-up task starts another one
 
 
 class Executor(ABC):
@@ -89,27 +98,52 @@ class InlineExecutor(Executor):
 
 
 class ProcessExecutor(Executor):
-    """A pool of local worker processes (spawned, one torch thread each by default)."""
+    """A pool of local worker processes (spawned, one torch thread each by default).
 
-    def __init__(self, workers: int, threads_per_worker: int | None = 1) -> None:
+    With ``trial_timeout`` a trial still running after that many seconds is recorded as failed
+    ("timed out"); its worker is killed, the pool rebuilt and the other in-flight trials are
+    started again on the new pool (they were not at fault; same seeds, so the same results). A
+    worker that dies (``os._exit``, a segfault, the OOM killer) fails the trials of that pool with
+    the reason, and the pool is rebuilt.
+    """
+
+    def __init__(self, workers: int, threads_per_worker: int | None = 1, trial_timeout: float | None = None) -> None:
         self.capacity = workers
         self.threads = threads_per_worker or 1
-        self._futures: dict[cf.Future, int] = {}
+        self.trial_timeout = trial_timeout
+        self._futures: dict[cf.Future, tuple[int, tuple[Any, ...], float]] = {}
         self._pool = self._new_pool()
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(max_workers=self.capacity, mp_context=multiprocessing.get_context("spawn"))
+        pool = cf.ProcessPoolExecutor(max_workers=self.capacity, mp_context=multiprocessing.get_context("spawn"))
+        if self.trial_timeout is not None:  # start the workers now, so that start-up is not timed
+            cf.wait([pool.submit(_warm_up, self.threads) for _ in range(self.capacity)])
+        return pool
 
     def submit(self, number: int, evaluator: Evaluator, arch: Architecture, blueprint: Blueprint, seed: int) -> None:
-        fut = self._pool.submit(run_trial, evaluator, arch, blueprint, seed, self.threads)
-        self._futures[fut] = number
+        self._start(number, (evaluator, arch, blueprint, seed, self.threads))
+
+    def _start(self, number: int, args: tuple[Any, ...]) -> None:
+        fut = self._pool.submit(run_trial, *args)
+        self._futures[fut] = (number, args, time.monotonic())
+
+    def _rebuild(self, kill: bool) -> None:
+        if kill:  # a hung worker never returns: stop every process of the old pool
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                proc.kill()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._new_pool()
 
     def wait(self) -> list[Finished]:
-        done, _ = cf.wait(list(self._futures), return_when=cf.FIRST_COMPLETED)
+        timeout = None
+        if self.trial_timeout is not None and self._futures:
+            first_deadline = min(start for _, _, start in self._futures.values()) + self.trial_timeout
+            timeout = max(0.0, first_deadline - time.monotonic())
+        done, _ = cf.wait(list(self._futures), timeout=timeout, return_when=cf.FIRST_COMPLETED)
         out: list[Finished] = []
         broken = False
         for fut in done:
-            number = self._futures.pop(fut)
+            number = self._futures.pop(fut)[0]
             try:
                 result, worker = fut.result()
             except cf.process.BrokenProcessPool:
@@ -117,11 +151,25 @@ class ProcessExecutor(Executor):
                 result, worker = EvalResult("failed", error="worker process died during the trial"), "?"
             out.append((number, result, worker))
         if broken:  # every other trial of the dead pool is lost too: report them, rebuild the pool
-            for number in list(self._futures.values()):
+            for number, _, _ in list(self._futures.values()):
                 out.append((number, EvalResult("failed", error="worker process died during the trial"), "?"))
             self._futures.clear()
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
+            self._rebuild(kill=False)
+            return out
+        if self.trial_timeout is not None:
+            now = time.monotonic()
+            expired = {f for f, (_, _, start) in self._futures.items() if now - start >= self.trial_timeout}
+            if expired:
+                innocent = [(n, args) for f, (n, args, _) in self._futures.items() if f not in expired]
+                for f in expired:
+                    number = self._futures[f][0]
+                    out.append((number, EvalResult("failed", error=f"timed out after {self.trial_timeout:g} s "
+                                                   f"(trial_timeout); the worker was killed",
+                                                   wall_seconds=now - self._futures[f][2]), "?"))
+                self._futures.clear()
+                self._rebuild(kill=True)
+                for number, args in innocent:
+                    self._start(number, args)
         return out
 
     @property
@@ -193,12 +241,21 @@ class DaskExecutor(Executor):
             self._cluster.close()
 
 
-def make_executor(kind: str, workers: int, scheduler: str | None, threads_per_worker: int | None) -> Executor:
-    """The executor a search config asks for; by default the cores are shared among the workers."""
+def make_executor(kind: str, workers: int, scheduler: str | None, threads_per_worker: int | None,
+                  trial_timeout: float | None = None) -> Executor:
+    """The executor a search config asks for; by default the cores are shared among the workers.
+
+    A ``trial_timeout`` needs a process it can kill, so it runs even a single worker in a process.
+    """
     if threads_per_worker is None and workers > 1:
         threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
     if kind == "dask":
+        if trial_timeout is not None:
+            from gtn_search.errors import ConfigError
+
+            raise ConfigError("trial_timeout works with local workers only; with executor 'dask' leave it out "
+                              "(a Dask task cannot be killed from the client)")
         return DaskExecutor(workers, scheduler, threads_per_worker)
-    if workers == 1:
+    if workers == 1 and trial_timeout is None:
         return InlineExecutor(threads_per_worker)
-    return ProcessExecutor(workers, threads_per_worker)
+    return ProcessExecutor(workers, threads_per_worker, trial_timeout)

@@ -134,7 +134,7 @@ class SearchRunner:
             elapsed_before = float(study.get_meta("elapsed") or 0)
             start = time.monotonic()
             executor = make_executor(self.config.executor, self.config.workers, self.config.scheduler,
-                                     self.config.threads_per_worker)
+                                     self.config.threads_per_worker, self.config.trial_timeout)
             budget = self.config.budget
             totals = study.totals()
             done_before = len(study.trials("WHERE status != 'running'"))

@@ -270,3 +270,46 @@ def test_load_search_config_errors(tmp_path):
     path.write_text("evaluator: {name: gtn}\nbudgett: {trials: 3}\n")
     with pytest.raises(ConfigError, match="did you mean 'budget'"):
         load_search_config(path)
+
+
+class MisbehavingEvaluator(Evaluator):
+    """Trial seeds decide: hang forever, kill its own worker process, or score 0.5."""
+
+    from gtn_search.configio import StrictModel as _Base
+
+    class Config(_Base):
+        mode: str = "hang"
+
+    def _evaluate(self, arch, blueprint, seed):
+        if seed % 3 == 0:
+            if self.config.mode == "hang":
+                time.sleep(3600)
+            os._exit(1)  # the worker dies without a word
+        return Measurement(0.5, 1, 1, 1.0, 1.0, 1)
+
+
+@pytest.mark.parametrize("mode, error", [("hang", "timed out after 8 s"), ("die", "worker process died")])
+def test_hung_or_dead_workers_fail_their_trial_and_the_search_goes_on(tmp_path, tiny_teaching_set, mnist_root,
+                                                                      mode, error):
+    from gtn_search.seeding import derive_seed
+
+    EVALUATORS.add("misbehaving", MisbehavingEvaluator)
+    try:
+        cfg = config(tmp_path, tiny_teaching_set, mnist_root, evaluator={"name": "misbehaving", "options": {"mode": mode}},
+                     budget={"trials": 6}, strategy="random", workers=2, trial_timeout=8)
+        start = time.monotonic()
+        summary = run_search(cfg, progress=False)
+    finally:
+        EVALUATORS.unregister("misbehaving")
+    trials = Study(cfg.study).trials()
+    bad = {t.number for t in trials if derive_seed(0, "trial", t.number) % 3 == 0}
+    assert bad and len(bad) < 6 and summary.evaluated == 6 and len(trials) == 6
+    assert all(t.status == "ok" and t.score == 0.5 for t in trials if t.number not in bad and mode == "hang")
+    assert all(t.status == "failed" and error in t.error for t in trials if t.number in bad)
+    assert time.monotonic() - start < 120  # nobody waited for the hour-long sleep
+
+
+def test_trial_timeout_is_refused_with_dask(tmp_path, tiny_teaching_set, mnist_root):
+    cfg = config(tmp_path, tiny_teaching_set, mnist_root, executor="dask", trial_timeout=5)
+    with pytest.raises(ConfigError, match="trial_timeout works with local workers only"):
+        run_search(cfg, progress=False)
