@@ -313,3 +313,29 @@ def test_trial_timeout_is_refused_with_dask(tmp_path, tiny_teaching_set, mnist_r
     cfg = config(tmp_path, tiny_teaching_set, mnist_root, executor="dask", trial_timeout=5)
     with pytest.raises(ConfigError, match="trial_timeout works with local workers only"):
         run_search(cfg, progress=False)
+
+
+def test_newer_schema_and_locked_study_are_refused_without_damage(tmp_path):
+    import hashlib
+
+    path = tmp_path / "s.db"
+    study = Study(path)
+    study.set_meta("schema_version", "99")
+    study.close()
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(StorageError, match="schema version 99, written by a newer gtn-search"):
+        Study(path)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before  # the file was not changed
+
+    other = tmp_path / "t.db"
+    Study(other).close()
+    holder = sqlite3.connect(other, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process is writing
+    try:
+        study = Study(other, timeout=0.2)
+        with pytest.raises(StorageError, match="locked by another process"), study.transaction():
+            pass
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert Study(other).integrity_ok()
