@@ -35,7 +35,12 @@ from gtn_search.data import load_dataset
 from gtn_search.gtn.config import GTNConfig, load_config
 from gtn_search.gtn.learners import make_learner
 from gtn_search.gtn.meta_train import MetaTrainer
-from gtn_search.gtn.plots import plot_curriculum, plot_learning_curves, plot_meta_training, plot_schedule
+from gtn_search.gtn.plots import (
+    plot_curriculum,
+    plot_learning_curves,
+    plot_meta_training,
+    plot_schedule,
+)
 from gtn_search.gtn.teaching_set import TeachingSet
 from gtn_search.gtn.unroll import evaluate, unroll
 from gtn_search.seeding import derive_seed
@@ -68,7 +73,6 @@ def gtn_curve(module, teaching: TeachingSet, x, y, points: list[int]) -> dict[in
     def probe(t: int, params):  # type: ignore[no-untyped-def]
         if t + 1 in points:
             accs[t + 1] = evaluate(module, {k: v.detach() for k, v in params.items()}, x, y)[0]
-        return None
 
     unroll(module, teaching.images, teaching.targets, teaching.lr, teaching.momentum, intermediate=probe)
     return accs

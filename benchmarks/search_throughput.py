@@ -53,8 +53,8 @@ def main() -> None:
         results[label] = {"trials": summary.evaluated, "seconds": seconds, "trials_per_hour": per_hour}
         print(f"{label:<36} {summary.evaluated} trials in {seconds:6.1f} s = {per_hour:7.0f} trials/hour", flush=True)
     base = results["local, 1 worker (2 threads)"]["trials_per_hour"]
-    for label in results:
-        results[label]["speedup_vs_1_worker"] = results[label]["trials_per_hour"] / base
+    for entry in results.values():
+        entry["speedup_vs_1_worker"] = entry["trials_per_hour"] / base
     same = len({json.dumps(v) for v in scores.values()}) == 1
     print(f"2 local workers: {results['local, 2 workers (1 thread each)']['speedup_vs_1_worker']:.2f}x; "
           f"Dask: {results['dask LocalCluster, 2 workers']['speedup_vs_1_worker']:.2f}x; "

@@ -20,7 +20,7 @@ def random_crop_flip(x: torch.Tensor, rng: torch.Generator, pad: int = 4, flip: 
 
 
 def _crop(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    n, c = padded.shape[:2]
+    n, _c = padded.shape[:2]
     iy = (dy[:, None] + torch.arange(h)[None, :])  # [N, H]
     ix = (dx[:, None] + torch.arange(w)[None, :])  # [N, W]
     batch = torch.arange(n)[:, None, None]

@@ -313,7 +313,7 @@ def _read_builtin(name: str, root: Path, download: bool) -> _Raw:
         test = _open_split(spec, source, train=False, download=may_fetch)
         train_x, train_y = _arrays(train)
         test_x, test_y = _arrays(test)
-    except Exception as exc:  # torchvision raises anything from URLError to UnpicklingError
+    except Exception as exc:  # torchvision raises anything from URLError to UnpicklingError  # noqa: BLE001
         raise _load_error(name, spec, root, source, download, exc) from None
     classes = spec.classes or tuple(str(c) for c in train.classes)
     return _Raw(train_x, train_y, test_x, test_y, classes)

@@ -24,11 +24,11 @@ def summary_table(study: Study, top: int = 10) -> str:
     cfg = study_config(study)
     counts, totals = study.counts(), study.totals()
     lines = [
-        f"study {study.path}: strategy {cfg['strategy']['name']}, evaluator {cfg['evaluator']['name']}, "
-        f"space {cfg['space'] if isinstance(cfg['space'], str) else cfg['space'].get('name')}, seed {cfg['seed']}",
-        f"trials: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed, {counts.get('cached', 0)} cached "
+        (f"study {study.path}: strategy {cfg['strategy']['name']}, evaluator {cfg['evaluator']['name']}, "
+        f"space {cfg['space'] if isinstance(cfg['space'], str) else cfg['space'].get('name')}, seed {cfg['seed']}"),
+        (f"trials: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed, {counts.get('cached', 0)} cached "
         f"duplicates, {counts.get('running', 0)} unfinished; compute {totals['seconds']:.1f} s, "
-        f"{totals['flops'] / 1e12:.3f} TFLOPs",
+        f"{totals['flops'] / 1e12:.3f} TFLOPs"),
         "",
         f"{'rank':>4} {'trial':>6} {'score':>8} {'params':>9} {'GFLOPs':>8} {'seconds':>8}  hash",
     ]

@@ -97,7 +97,7 @@ class Cell:
     :class:`~search_spaces.space.CellSearchSpace` (sampling, mutation, decoding).
     """
 
-    __slots__ = ("_nodes", "_outputs", "_graph", "_key")
+    __slots__ = ("_graph", "_key", "_nodes", "_outputs")
 
     def __init__(self, nodes: Sequence[NodeSpec], outputs: Iterable[int]) -> None:
         canon_nodes, canon_outputs = canonicalize(tuple(tuple(n) for n in nodes), outputs)

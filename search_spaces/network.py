@@ -171,7 +171,7 @@ def _replace_modules(root: nn.Module, predicate, make) -> None:  # type: ignore[
 
 def apply_layer_style(module: nn.Module, bp: Blueprint) -> nn.Module:
     """Swap norms/activations and add weight norm in place, as the blueprint's style asks."""
-    is_bn = lambda m: isinstance(m, nn.BatchNorm2d)  # noqa: E731
+    is_bn = lambda m: isinstance(m, nn.BatchNorm2d)
     if bp.norm == "batch_stats":
         _replace_modules(module, is_bn, lambda m: nn.BatchNorm2d(m.num_features, affine=True, track_running_stats=False))
     elif bp.norm == "mean_only":

@@ -71,7 +71,7 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     meta = dict(metadata or {})
     try:
         dump_yaml(meta)
-    except Exception as exc:  # yaml.representer.RepresenterError and friends
+    except Exception as exc:  # yaml.representer.RepresenterError and friends  # noqa: BLE001
         raise ConfigError(f"metadata must be plain data (numbers, strings, lists, mappings): {exc}") from None
     return meta
 
@@ -218,7 +218,7 @@ def load_architectures(path: str | os.PathLike[str]) -> list[ArchitectureRecord]
 def load_blueprint(path: str | os.PathLike[str]) -> Blueprint:
     """Read a blueprint from a blueprint file or from an architecture file that carries one."""
     where = str(path)
-    fmt, data = read_document(path)
+    _fmt, data = read_document(path)
     if "blueprint" not in data:
         raise ConfigError(f"{where}: has no 'blueprint' field")
     return Blueprint.from_mapping(data["blueprint"], where=f"{where}: blueprint")

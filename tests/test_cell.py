@@ -17,7 +17,7 @@ from search_spaces.cell import Cell
 from search_spaces.presets import get_space
 
 REPO = Path(__file__).resolve().parents[1]
-RULES = dict(num_nodes=3, inputs_per_node=2, output="loose_ends", ops=("conv_3x3", "identity", "max_pool_3x3"))
+RULES = {"num_nodes": 3, "inputs_per_node": 2, "output": "loose_ends", "ops": ("conv_3x3", "identity", "max_pool_3x3")}
 
 
 def cell(nodes: dict, **overrides) -> Cell:

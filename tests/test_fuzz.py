@@ -20,7 +20,11 @@ from gtn_search.errors import GTNSearchError
 from gtn_search.gtn.config import load_config
 from gtn_search.search_config import load_search_config
 from search_spaces.presets import get_space
-from search_spaces.yaml_format import ArchitectureRecord, dump_architecture, load_architectures
+from search_spaces.yaml_format import (
+    ArchitectureRecord,
+    dump_architecture,
+    load_architectures,
+)
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -277,7 +277,7 @@ def test_paper_preset_builds_at_full_size():
     assert trainer.gtn.optimizer.log_lr.shape == (32,)
     from gtn_search.gtn.learners import make_learner
 
-    learner, desc = make_learner(cfg.learner, (1, 28, 28), 10, seed=0)
+    _learner, desc = make_learner(cfg.learner, (1, 28, 28), 10, seed=0)
     assert desc == "conv64-128-fc256"
     images, _ = trainer.gtn.teaching_batches(torch.Generator().manual_seed(0))
     assert images.shape == (32, 128, 1, 28, 28) and float(images.detach().abs().max()) <= 2.0

@@ -171,7 +171,7 @@ def test_sigkill_mid_search_then_resume_loses_nothing(tmp_path, tiny_teaching_se
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
-    res = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stderr
     assert "resumed" in res.stdout
     killed = Study(killed_cfg.study)
@@ -185,7 +185,7 @@ def test_sigkill_mid_search_then_resume_loses_nothing(tmp_path, tiny_teaching_se
 
 
 def test_parallel_workers_give_the_same_trials_as_sequential(tmp_path, tiny_teaching_set, mnist_root):
-    base = dict(strategy="random", budget={"trials": 6})
+    base = {"strategy": "random", "budget": {"trials": 6}}
     seq = run_search(config(tmp_path / "seq", tiny_teaching_set, mnist_root, **base), progress=False)
     par = run_search(config(tmp_path / "par", tiny_teaching_set, mnist_root, workers=2, **base), progress=False)
     a = [(t.number, t.hash, t.score) for t in Study(seq.study).trials()]
@@ -197,7 +197,7 @@ def test_parallel_workers_give_the_same_trials_as_sequential(tmp_path, tiny_teac
 
 def test_dask_local_cluster(tmp_path, tiny_teaching_set, mnist_root):
     pytest.importorskip("distributed")
-    base = dict(strategy="random", budget={"trials": 4})
+    base = {"strategy": "random", "budget": {"trials": 4}}
     seq = run_search(config(tmp_path / "seq", tiny_teaching_set, mnist_root, **base), progress=False)
     dsk = run_search(config(tmp_path / "dask", tiny_teaching_set, mnist_root, workers=2, executor="dask", **base),
                      progress=False)

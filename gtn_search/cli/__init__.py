@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: recorded results are kept; run the same command again to resume", file=sys.stderr)
         return 130
-    except Exception as exc:  # a bug: one line unless debugging
+    except Exception as exc:  # a bug: one line unless debugging  # noqa: BLE001
         if os.environ.get("GTN_SEARCH_DEBUG"):
             traceback.print_exc()
         else:

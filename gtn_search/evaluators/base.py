@@ -110,7 +110,7 @@ class Evaluator(ABC):
             return EvalResult("failed", error="out of memory", wall_seconds=time.perf_counter() - start)
         except GTNSearchError:
             raise  # bad configuration: stop the search with the clear message
-        except Exception as exc:  # the candidate failed, the search goes on
+        except Exception as exc:  # the candidate failed, the search goes on  # noqa: BLE001
             message = str(exc).splitlines()[0] if str(exc) else ""
             kind = "out of memory" if "out of memory" in message.lower() else type(exc).__name__
             where = traceback.extract_tb(exc.__traceback__)[-1]

@@ -47,7 +47,7 @@ def plot_curriculum(teaching: TeachingSet, path: str | os.PathLike[str], steps: 
     plt = _plt()
     total = teaching.steps
     steps = min(total, 32) if steps is None else max(1, min(steps, total))
-    rows = sorted(set(round(i * (total - 1) / max(1, steps - 1)) for i in range(steps))) if steps > 1 else [0]
+    rows = sorted({round(i * (total - 1) / max(1, steps - 1)) for i in range(steps)}) if steps > 1 else [0]
     k = teaching.num_classes
     labels = teaching.targets if teaching.targets.dim() == 2 else teaching.targets.argmax(-1)
     cols = k * per_class
