@@ -33,6 +33,7 @@ from gtn_search.seeding import derive_seed
 from gtn_search.tensorfile import load_tensor_file, require_keys, save_tensor_file
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
+from search_spaces.memory import check_fits
 from search_spaces.network import Network, build, count_flops
 
 CHECKPOINT_FORMAT = "gtn-search/final-train-checkpoint"
@@ -129,6 +130,7 @@ def _train(arch: Architecture, blueprint: Blueprint, data: DatasetTensors, cfg: 
     from tqdm.auto import tqdm
 
     bp = blueprint.model_copy(update={"input_shape": data.shape, "num_classes": data.num_classes})
+    check_fits(arch, bp, cfg.batch_size, "final training")
     module = build(arch, bp, seed=derive_seed(seed, "final-init"))
     params = sum(p.numel() for p in module.parameters())
     flops = count_flops(module, bp.input_shape)

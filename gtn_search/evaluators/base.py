@@ -24,6 +24,7 @@ from gtn_search.configio import parse_model
 from gtn_search.errors import GTNSearchError
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
+from search_spaces.memory import MemoryLimitError
 
 
 @dataclass
@@ -108,6 +109,9 @@ class Evaluator(ABC):
             return EvalResult("failed", error=f"NaN/inf during training: {exc}", wall_seconds=time.perf_counter() - start)
         except MemoryError:
             return EvalResult("failed", error="out of memory", wall_seconds=time.perf_counter() - start)
+        except MemoryLimitError as exc:  # refused up front: this candidate, not the search, is at fault
+            return EvalResult("failed", error=f"out of memory (refused before training): {exc}",
+                              wall_seconds=time.perf_counter() - start)
         except GTNSearchError:
             raise  # bad configuration: stop the search with the clear message
         except Exception as exc:  # the candidate failed, the search goes on  # noqa: BLE001

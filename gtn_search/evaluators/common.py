@@ -11,6 +11,7 @@ from gtn_search.data import DatasetTensors, load_dataset
 from gtn_search.errors import ConfigError
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
+from search_spaces.memory import check_fits
 from search_spaces.network import build, count_flops
 
 Style = Literal["learner", "blueprint"]
@@ -37,8 +38,14 @@ def candidate_blueprint(blueprint: Blueprint, data: DatasetTensors, style: str, 
     return bp
 
 
-def build_candidate(arch: Architecture, bp: Blueprint, seed: int) -> tuple[nn.Module, int, int]:
-    """The network, its parameter count and its forward FLOPs per image."""
+def build_candidate(arch: Architecture, bp: Blueprint, seed: int, batch: int) -> tuple[nn.Module, int, int]:
+    """The network, its parameter count and its forward FLOPs per image.
+
+    Before anything is allocated, the training memory at ``batch`` is estimated on the meta
+    device; a network that would not fit raises :class:`MemoryLimitError` (the trial fails with the
+    estimate instead of the process dying of out-of-memory).
+    """
+    check_fits(arch, bp, batch, f"candidate {arch.short_hash}")
     module = build(arch, bp, seed=seed)
     params = sum(p.numel() for p in module.parameters())
     return module, params, count_flops(module, bp.input_shape)

@@ -73,7 +73,7 @@ class GTNEvaluator(Evaluator):
         data = dataset_for(teaching.dataset, self.data_root)
         norm, wn = self._style(teaching)
         bp = candidate_blueprint(blueprint, data, "learner", norm, wn)
-        module, params, fwd = build_candidate(arch, bp, seed)
+        module, params, fwd = build_candidate(arch, bp, seed, teaching.batch)
         steps = self.config.steps or teaching.steps
         trained = teaching.train(module, steps)
         x, y = validation_split(data, self.config.val_size)

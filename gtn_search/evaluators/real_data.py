@@ -67,7 +67,7 @@ class RealDataEvaluator(Evaluator):
         cfg = self.config
         data = dataset_for(cfg.dataset, self.data_root)
         bp = candidate_blueprint(blueprint, data, cfg.style)
-        module, params, fwd = build_candidate(arch, bp, seed)
+        module, params, fwd = build_candidate(arch, bp, seed, cfg.batch_size)
         n = len(data.train_x)
         steps = cfg.steps or max(1, math.ceil(cfg.epochs * n / cfg.batch_size))  # type: ignore[operator]
         opt = make_optimizer(module.parameters(), cfg)

@@ -58,7 +58,7 @@ class _ZeroCost(Evaluator):
     def _candidate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> tuple[nn.Module, int, int, Blueprint]:
         data = dataset_for(self.config.dataset, self.data_root)
         bp = candidate_blueprint(blueprint, data, self.config.style)
-        module, params, fwd = build_candidate(arch, bp, seed)
+        module, params, fwd = build_candidate(arch, bp, seed, self.config.batch_size)
         return module, params, fwd, bp
 
     def _batch(self, seed: int) -> torch.Tensor:
