@@ -42,6 +42,18 @@ from search_spaces.space import CellSearchSpace
 CURVE_FRACTIONS = (0.25, 0.5, 1.0)
 
 
+def _file_digests(options: dict[str, Any]) -> dict[str, str]:
+    """Content hashes of the files an evaluator reads (a re-trained teaching set at the same path
+    must not reuse the old scores)."""
+    import hashlib
+
+    out = {}
+    for key, value in options.items():
+        if isinstance(value, str) and key.endswith(("_set", "_file", "_path")) and Path(value).is_file():
+            out[key] = hashlib.sha256(Path(value).read_bytes()).hexdigest()
+    return out
+
+
 class Comparison:
     """One comparison run (see the module docstring); :meth:`run` returns the results dict."""
 
@@ -103,7 +115,8 @@ class Comparison:
             options = self._options(proxy.evaluator.name, options)
             evaluator = make_evaluator(proxy.evaluator.name, options, self.config.data_root)
             evaluator.setup()
-            key = digest({"evaluator": evaluator.describe(), "blueprint": self.blueprint.to_mapping()})
+            key = digest({"evaluator": evaluator.describe(), "blueprint": self.blueprint.to_mapping(),
+                          "files": _file_digests(options)})
             rows = []
             for arch in archs:
                 row = self.store.proxy(key, arch.hash)
