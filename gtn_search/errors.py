@@ -12,7 +12,15 @@ from collections.abc import Iterable
 
 
 class GTNSearchError(Exception):
-    """Base class of every error a user can cause; the message says where and how to fix it."""
+    """Base class of every error a user can cause; the message says where and how to fix it.
+
+    The message is kept on one line: line breaks that come from user input (a YAML key with a
+    newline, a multi-line library message) are shown escaped.
+    """
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        text = str(message).replace("\r", "\\r").replace("\n", "\\n")
+        super().__init__(text, *args)
 
 
 class ConfigError(GTNSearchError):

@@ -130,7 +130,7 @@ def read_document(path: str | os.PathLike[str]) -> tuple[str, Mapping[str, Any]]
     where = str(path)
     data = require_mapping(load_yaml(path), where, "a gtn-search YAML file")
     fmt = data.get("format")
-    if fmt not in _KEYS:
+    if not isinstance(fmt, str) or fmt not in _KEYS:
         shown = "missing" if fmt is None else repr(fmt)
         raise ConfigError(
             f"{where}: field 'format' is {shown}; expected one of {', '.join(_KEYS)} "
