@@ -90,11 +90,11 @@ def test_cli_train_and_its_errors(tmp_path, mnist_root, capsys):
     arch_file = tmp_path / "archs.yaml"
     assert main(["space", "sample", "-n", "2", "--blueprint", "mnist-tiny", "--out", str(arch_file)]) == 0
     out = tmp_path / "run"
-    args = ["train", str(arch_file), "--index", "1", "--data-root", str(mnist_root), "--epochs", "0.005",
-            "--out", str(out), "--no-progress"]
+    args = ["train", str(arch_file), "--index", "1", "--data-root", str(mnist_root), "--epochs", "0.5",
+            "--limit", "500", "--out", str(out), "--no-progress"]
     assert main(args) == 0
     assert "test accuracy" in capsys.readouterr().out
-    assert json.loads((out / "result.json").read_text())["steps"] == 3  # ceil(0.005 * 50000 / 96)
+    assert json.loads((out / "result.json").read_text())["steps"] == 3  # ceil(0.5 * 500 / 96)
     assert main(args[:3] + ["7"] + args[4:]) == 1
     assert "--index 7 out of range" in capsys.readouterr().err
     (out / "checkpoint.pt").write_bytes(b"garbage")

@@ -28,7 +28,8 @@ from search_spaces.yaml_format import (
 )
 
 # a fixed example sequence in CI (derandomize); GTN_SEARCH_FUZZ_EXAMPLES=2000 explores further locally
-FUZZ = settings(max_examples=int(os.environ.get("GTN_SEARCH_FUZZ_EXAMPLES", "40")), derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=int(os.environ.get("GTN_SEARCH_FUZZ_EXAMPLES", "40")), derandomize=True,
+                deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12))

@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--weight-decay", type=float)
     t.add_argument("--cutout", type=int, help="cutout square size in pixels (0: off)")
     t.add_argument("--augment", choices=["auto", "none", "crop_flip"])
+    t.add_argument("--limit", type=int, default=None, help="only the first N images of each split (smoke runs)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="folder for checkpoint.pt and result.json (run again to resume)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -71,7 +72,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe.update({k: getattr(args, k) for k in FLAG_FIELDS if getattr(args, k) is not None})
     config = parse_model(TrainConfig, recipe, args.config or "training flags")
     dataset = args.dataset or _dataset_of(record.metadata) or "mnist"
-    data = load_dataset(dataset, args.data_root)
+    if args.limit is not None and args.limit < 10:
+        raise ConfigError(f"--limit must be >= 10, got {args.limit}")
+    data = load_dataset(dataset, args.data_root, limit=args.limit)
     print(f"{data.summary()}\ntraining {record.architecture.hash[:12]} ({args.arch}) for {config.epochs:g} epochs",
           flush=True)
     result = train_final(record.architecture, blueprint, data, config, Path(args.out), args.seed,
