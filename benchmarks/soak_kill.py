@@ -43,6 +43,19 @@ def rows(study: Path) -> list[tuple]:
         s.close()
 
 
+def count(study: Path) -> int:
+    """Finished trials in the study (0 while it does not exist yet or is being created)."""
+    import sqlite3
+
+    if not study.exists():
+        return 0
+    try:
+        with sqlite3.connect(study, timeout=5) as con:
+            return con.execute("SELECT COUNT(*) FROM trials WHERE status != 'running'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=25)
@@ -64,7 +77,10 @@ def main() -> None:
     start = time.time()
     while kills < args.kills:
         proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(2.0, 5.0))  # start-up (imports) takes ~2 s; then kill mid-search
+        before = progress[-1] if progress else 0
+        while proc.poll() is None and count(work / "killed.db") <= before:  # wait until it searches again
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 1.0))  # then kill at a random moment, mostly mid-write
         if proc.poll() is not None:
             finished_early += 1
             if proc.returncode != 0:
@@ -73,7 +89,7 @@ def main() -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
-        done = len(rows(work / "killed.db")) if (work / "killed.db").exists() else 0
+        done = count(work / "killed.db")
         progress.append(done)
         print(f"kill {kills}: {done} trials recorded", flush=True)
     res = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, check=False)
