@@ -339,3 +339,35 @@ def test_newer_schema_and_locked_study_are_refused_without_damage(tmp_path):
         holder.execute("ROLLBACK")
         holder.close()
     assert Study(other).integrity_ok()
+
+
+class DiesOnceEvaluator(Evaluator):
+    """Kills its worker process the first time it sees a trial whose seed is divisible by 3."""
+
+    from gtn_search.configio import StrictModel as _Base
+
+    class Config(_Base):
+        marker: str
+
+    def _evaluate(self, arch, blueprint, seed):
+        if seed % 3 == 0 and not Path(self.config.marker).exists():
+            Path(self.config.marker).touch()
+            os._exit(1)  # the Dask worker process dies mid-trial
+        return Measurement(float(seed % 7), 1, 1, 1.0, 1.0, 1)
+
+
+def test_dask_worker_killed_mid_trial_is_retried_and_the_search_completes(tmp_path, tiny_teaching_set, mnist_root):
+    pytest.importorskip("distributed")
+    EVALUATORS.add("dies-once", DiesOnceEvaluator)
+    try:
+        marker = tmp_path / "died"
+        cfg = config(tmp_path, tiny_teaching_set, mnist_root, evaluator={"name": "dies-once",
+                     "options": {"marker": str(marker)}}, strategy="random", budget={"trials": 6},
+                     workers=2, executor="dask")
+        summary = run_search(cfg, progress=False)
+    finally:
+        EVALUATORS.unregister("dies-once")
+    trials = Study(cfg.study).trials()
+    assert marker.exists()  # a worker did die
+    assert summary.evaluated == 6 and all(t.status == "ok" for t in trials)  # its trial was retried
+    assert [t.score for t in trials] == [float(t.seed % 7) for t in trials]
