@@ -16,8 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from gtn_search.errors import ConfigError
 from gtn_search.runner import run_search
 from gtn_search.search_config import SearchConfig
+from gtn_search.storage import Study
 
 #: label -> (strategy name, options)
 STRATEGIES = {
@@ -46,16 +48,26 @@ def main() -> None:
                 "evaluator": {"name": "synthetic"}, "budget": {"trials": args.trials}, "seed": 0,
             })
             start = time.perf_counter()
-            summary = run_search(config, progress=False)
+            stopped = None
+            try:
+                run_search(config, progress=False)
+            except ConfigError as exc:  # e.g. an optimizer that converged and only repeats itself
+                stopped = str(exc)
             seconds = time.perf_counter() - start
-        ms = 1000 * seconds / args.trials
-        best = summary.best[0].score if summary.best else float("nan")
-        results[label] = {"trials": args.trials, "seconds": seconds, "ms_per_trial": ms,
-                         "duplicates_from_cache": summary.cached, "best_score": best}
-        print(f"{label:<30} {args.trials} trials in {seconds:7.1f} s: {ms:6.2f} ms per trial "
-              f"({summary.cached} duplicates served from the cache, best synthetic score {best:.3f})", flush=True)
+            study = Study(config.study)
+            trials, cached = len(study.trials()), study.counts().get("cached", 0)
+            best = max((t.score for t in study.best(1)), default=float("nan"))
+            study.close()
+        ms = 1000 * seconds / trials
+        results[label] = {"trials": trials, "seconds": seconds, "ms_per_trial": ms,
+                          "duplicates_from_cache": cached, "best_score": best, "stopped": stopped}
+        print(f"{label:<34} {trials} trials in {seconds:7.1f} s: {ms:6.2f} ms per trial "
+              f"({cached} duplicates served from the cache, best synthetic score {best:.3f})"
+              + (f"; stopped early: {stopped}" if stopped else ""), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and set(args.strategies) != set(STRATEGIES):  # a partial rerun updates those entries
+        results = {**json.loads(out.read_text()), **results}
     out.write_text(json.dumps(results, indent=2))
     print(f"saved {out}")
 

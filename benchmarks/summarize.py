@@ -1,0 +1,103 @@
+"""Print the README's "Measured results" tables from the JSON files the benchmarks saved.
+
+    python benchmarks/summarize.py
+
+Every figure in the README's results section is copied from this script's output, so each one
+traces back to a results file and the benchmark command that wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load(name: str):  # type: ignore[no-untyped-def]
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def gtn_vs_real() -> None:
+    rows = []
+    for label, folder in (("MNIST", "gtn_vs_real_mnist"), ("Fashion-MNIST", "gtn_vs_real_fashion")):
+        r = load(f"{folder}/results.json")
+        if r is None:
+            continue
+        t = str(r["inner_steps"])
+        real_t = r["real"][t]
+        best = real_t["best"]
+        rows.append(
+            f"| {label} | {r['meta_iterations']} its, {r['meta_training_minutes']:.1f} min, {r['peak_rss_mib']:.0f} MiB | "
+            f"{pct(r['gtn']['test_mean'])} +- {pct(r['gtn']['test_std'])} | {pct(real_t['test_mean'])} +- "
+            f"{pct(real_t['test_std'])} ({best['optimizer']} lr {best['lr']}"
+            + (f" m {best['momentum']}" if best["optimizer"] == "sgd" else "") + ") | "
+            f"{r['gap_points_at_T']:+.2f} | {r['speedup_text']} |")
+    if rows:
+        print("| dataset | meta-training (2 cores) | GTN, 32 steps | real data, 32 steps, tuned | gap (points) | "
+              "real steps to match GTN |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(rows))
+        print()
+    for label, folder in (("MNIST", "gtn_vs_real_mnist"), ("Fashion-MNIST", "gtn_vs_real_fashion")):
+        r = load(f"{folder}/results.json")
+        if r is None:
+            continue
+        horizons = ", ".join(f"{h}: {pct(v['test_mean'])}" for h, v in r["real"].items())
+        print(f"- {label} real data, tuned per horizon (steps: test accuracy): {horizons}")
+        if "ablations" in r:
+            abl = ", ".join(f"{k} {pct(v['test_accuracy_mean'])} +- {pct(v['test_accuracy_std'])}"
+                            for k, v in r["ablations"].items())
+            it = next(iter(r["ablations"].values()))
+            print(f"- {label} ablations ({it['iterations']} meta-iterations each, {it['learners']} learners): {abl}")
+    print()
+
+
+def overhead() -> None:
+    r = load("strategy_overhead.json")
+    if r is None:
+        return
+    print("| strategy | trials | ms per trial | duplicates served from the cache | best synthetic score |")
+    print("|---|---|---|---|---|")
+    for label, v in r.items():
+        note = " (stopped: only repeats)" if v.get("stopped") else ""
+        print(f"| {label} | {v['trials']}{note} | {v['ms_per_trial']:.2f} | {v['duplicates_from_cache']} | "
+              f"{v['best_score']:.3f} |")
+    print()
+
+
+def throughput() -> None:
+    r = load("search_throughput.json")
+    if r is None:
+        return
+    print("| executor | trials | seconds | trials per hour | vs 1 worker |")
+    print("|---|---|---|---|---|")
+    for label, v in r.items():
+        if isinstance(v, dict) and "trials_per_hour" in v:
+            print(f"| {label} | {v['trials']} | {v['seconds']:.1f} | {v['trials_per_hour']:.0f} | "
+                  f"{v['speedup_vs_1_worker']:.2f}x |")
+    print()
+
+
+def misc() -> None:
+    soak = load("soak_kill.json")
+    if soak:
+        print(f"- kill soak: {soak['kills']} kills, integrity {soak['integrity_check']}, lost {soak['trials_lost']}, "
+              f"duplicated {soak['trials_duplicated']}, identical {soak['identical_to_uninterrupted_run']}")
+    paper = load("gtn_paper_preset.json")
+    if paper:
+        for p in paper:
+            print(f"- mnist-paper, checkpointing {'on' if p['checkpointing'] else 'off'}: "
+                  f"{p['seconds_per_iteration']:.1f} s/it, peak RSS {p['peak_rss_mib']:.0f} MiB")
+
+
+if __name__ == "__main__":
+    gtn_vs_real()
+    overhead()
+    throughput()
+    misc()
