@@ -102,5 +102,6 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
                                 title=f"best cell (GTN proxy score {best.metadata['score']:.4f})")
     for path in [*exported, plot, picture]:
         print(f"wrote {path}")
-    print(f"next: train the best cell on real data: gtn-search space info --arch {exported[0]}")
+    print(f"next: train the best cell on real data: gtn-search train {exported[0]} --blueprint mnist-final "
+          f"--epochs 5 --out {out / 'final'}")
     return 0
