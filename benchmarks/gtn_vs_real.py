@@ -278,7 +278,8 @@ def main() -> None:
         "gap_points_at_T": 100 * (gtn_mean - base["test_mean"]),
         "speedup": speedup, "speedup_text": speedup_text,
     }
-    if args.ablations:
+    (out / "results.json").write_text(json.dumps(results, indent=2))  # kept if the ablations are interrupted
+    if args.ablations:  # resumable: each variant checkpoints in out/ablations/<name>
         results["ablations"] = ablations(config, data, out, args.ablation_iterations, args.ablation_learners,
                                          args.progress)
         plot_ablations(results["ablations"], out / "ablations.png")
