@@ -173,11 +173,7 @@ def _train(arch: Architecture, blueprint: Blueprint, data: DatasetTensors, cfg: 
             if s < step:
                 continue
             module.set_drop_path(bp.drop_path * s / total)
-            out_ = module(xb)
-            logits, aux = out_ if isinstance(out_, tuple) else (out_, None)
-            loss = F.cross_entropy(logits, data.train_y[idx])
-            if aux is not None:
-                loss = loss + bp.auxiliary_weight * F.cross_entropy(aux, data.train_y[idx])
+            loss = module.training_loss(xb, data.train_y[idx])
             if not torch.isfinite(loss):
                 raise TrainingError(f"final training: loss became {loss.item()} at epoch {epoch + 1}, step {s + 1}; "
                                     f"lower --lr (now {cfg.lr}) or raise --grad-clip; the last checkpoint is kept")

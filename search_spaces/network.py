@@ -128,6 +128,15 @@ class Network(nn.Module):
         self.aux_weight = bp.auxiliary_weight
         self.aux_head = AuxiliaryHead(aux_channels, bp.num_classes) if bp.auxiliary_weight > 0 else None
 
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of a forward pass on ``x``, plus the weighted auxiliary-head loss if any."""
+        out = self(x)
+        logits, aux = out if isinstance(out, tuple) else (out, None)
+        loss = nn.functional.cross_entropy(logits, y)
+        if aux is not None:
+            loss = loss + self.aux_weight * nn.functional.cross_entropy(aux, y)
+        return loss
+
     def set_drop_path(self, p: float) -> None:
         """Set the drop-path probability of every edge (scheduled by the final trainer)."""
         for module in self.modules():

@@ -219,7 +219,7 @@ class Comparison:
         if mark is not None:  # the search stopped (e.g. the space ran out) before the last mark
             curve.append({"fraction": mark, "flops": spent, "hash": best.hash if best else None})
         by_hash = {t.hash: t for t in trials}
-        top = [t for t in study.best(top_k)]
+        top = study.best(top_k)
         finals = {}
         for t in top + [by_hash[c["hash"]] for c in curve if c["hash"]]:
             arch = self.space.architecture_from_mapping(t.genotype, where=f"study {study.path}")

@@ -6,7 +6,6 @@ import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from gtn_search.augment import random_crop_flip
@@ -83,11 +82,7 @@ class RealDataEvaluator(Evaluator):
             xb = data.train_x[idx]
             if cfg.augment == "crop_flip":
                 xb = random_crop_flip(xb, rng)
-            out = module(xb)
-            logits, aux = out if isinstance(out, tuple) else (out, None)
-            loss = F.cross_entropy(logits, data.train_y[idx])
-            if aux is not None:
-                loss = loss + bp.auxiliary_weight * F.cross_entropy(aux, data.train_y[idx])
+            loss = module.training_loss(xb, data.train_y[idx])
             if not torch.isfinite(loss):
                 raise NonFiniteScore(f"training loss {float(loss)} at step {step + 1}")
             opt.zero_grad(set_to_none=True)
