@@ -190,6 +190,8 @@ def main() -> None:
     parser.add_argument("--max-factor", type=int, default=16, help="longest real-data horizon, in multiples of T")
     parser.add_argument("--val-size", type=int, default=5000)
     parser.add_argument("--ablations", action="store_true")
+    parser.add_argument("--ablations-only", action="store_true",
+                        help="keep <out>/results.json as it is and only run (or finish) the ablations")
     parser.add_argument("--ablation-iterations", type=int, default=150)
     parser.add_argument("--ablation-learners", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
@@ -205,6 +207,12 @@ def main() -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     data = load_dataset(args.dataset, args.data_root)
     print(data.summary(), flush=True)
+    if args.ablations_only:
+        if not (out / "results.json").exists():
+            parser.error(f"--ablations-only needs {out / 'results.json'} from a full run")
+        results = json.loads((out / "results.json").read_text())
+        run_ablations(results, config, data, out, args)
+        return
 
     trainer, meta_seconds, rss = meta_train(config, data, run_dir, args.progress)
     teaching = trainer.teaching_set()
@@ -279,12 +287,18 @@ def main() -> None:
         "speedup": speedup, "speedup_text": speedup_text,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))  # kept if the ablations are interrupted
-    if args.ablations:  # resumable: each variant checkpoints in out/ablations/<name>
-        results["ablations"] = ablations(config, data, out, args.ablation_iterations, args.ablation_learners,
-                                         args.progress)
-        plot_ablations(results["ablations"], out / "ablations.png")
-    (out / "results.json").write_text(json.dumps(results, indent=2))
     print(f"saved {out / 'results.json'}")
+    if args.ablations:
+        run_ablations(results, config, data, out, args)
+
+
+def run_ablations(results: dict[str, Any], config: GTNConfig, data, out: Path, args: argparse.Namespace) -> None:
+    """Run (resumable: each variant checkpoints in out/ablations/<name>) and save the ablations."""
+    results["ablations"] = ablations(config, data, out, args.ablation_iterations, args.ablation_learners,
+                                     args.progress)
+    plot_ablations(results["ablations"], out / "ablations.png")
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"saved {out / 'results.json'} with the ablations", flush=True)
 
 
 if __name__ == "__main__":

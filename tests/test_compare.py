@@ -100,6 +100,23 @@ def test_compare_end_to_end_and_resume(tmp_path, tiny_teaching_set, mnist_root, 
     assert calls == {"train": 0, "evaluate": 0}  # a finished comparison recomputes nothing
 
 
+def test_compare_with_worker_processes_gives_the_sequential_numbers(tmp_path, tiny_teaching_set, mnist_root):
+    base = tiny_config(tmp_path, tiny_teaching_set, mnist_root)
+    base["proxies"] = [p for p in base["proxies"] if p["label"] in ("gtn", "params")]
+    base["num_architectures"] = 4
+    seq = run_compare(load_compare_config_from(tmp_path, {**base, "out": str(tmp_path / "seq")}), progress=False)
+    par = run_compare(load_compare_config_from(tmp_path, {**base, "out": str(tmp_path / "par"), "workers": 2}),
+                      progress=False)
+    assert par["architectures"] == seq["architectures"]
+    for a, b in zip(par["ground_truth"], seq["ground_truth"]):
+        assert a["status"] == b["status"] == "ok"
+        assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=0.01)
+    assert par["proxy_scores"]["params"] == seq["proxy_scores"]["params"]
+    for s in ("gtn@1", "gtn@3"):
+        assert par["proxy_scores"][s] == pytest.approx(seq["proxy_scores"][s], abs=0.04)
+    assert (tmp_path / "par" / "report.md").exists()
+
+
 def load_compare_config_from(tmp_path, data):
     path = tmp_path / "compare.yaml"
     path.write_text(yaml.safe_dump(data))

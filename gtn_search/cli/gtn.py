@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 from gtn_search.errors import ConfigError
+from gtn_search.gtn.config import preset_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     t = gsub.add_parser("train", help="meta-train a GTN (resumable); writes checkpoint, teaching set, plots")
     src = t.add_mutually_exclusive_group()
-    src.add_argument("--preset", help="a shipped preset: mnist-cpu, mnist-paper, cifar10-paper (default mnist-cpu)")
+    src.add_argument("--preset", help="a shipped preset: " + ", ".join(preset_names()) + " (default mnist-cpu)")
     src.add_argument("--config", help="a YAML file with GTN settings (see the presets)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, value in YAML (repeatable), e.g. --set meta_iterations=100")

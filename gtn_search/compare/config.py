@@ -77,6 +77,9 @@ class CompareConfig(StrictModel):
     data_root: str | None = None
     #: ground truth on the first ``limit`` images of each split only (smoke tests, not results)
     limit: int | None = Field(default=None, ge=10)
+    #: local worker processes for ground-truth trainings and proxy scores (each result is stored
+    #: as soon as it arrives; the cores are shared among the workers)
+    workers: int = Field(default=1, ge=1, le=256)
 
     @model_validator(mode="after")
     def _unique(self) -> CompareConfig:

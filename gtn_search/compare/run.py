@@ -27,8 +27,8 @@ from gtn_search.compare.store import CompareStore, digest
 from gtn_search.configio import write_text_atomic
 from gtn_search.data import load_dataset
 from gtn_search.errors import GTNSearchError, TrainingError
-from gtn_search.evaluators import make_evaluator
-from gtn_search.final_train import train_final
+from gtn_search.evaluators import Evaluator, make_evaluator
+from gtn_search.final_train import TrainConfig, train_final
 from gtn_search.registry import EVALUATORS
 from gtn_search.runner import resolve_blueprint, run_search
 from gtn_search.search_config import Budget, PluginSpec, SearchConfig
@@ -90,16 +90,13 @@ class Comparison:
         cached = self.store.ground_truth(self.gt_key, arch.hash)
         if cached is not None:
             return cached
-        gt = self.config.ground_truth
-        run_dir = self.out / "ground_truth" / self.gt_key[:8] / arch.short_hash
-        try:
-            result = train_final(arch, self.gt_blueprint, self.data, gt.recipe, run_dir, gt.seed).to_dict()
-            status = "ok"
-        except TrainingError as exc:
-            result, status = {"error": str(exc)}, "failed"
-        result["status"] = status
-        self.store.put_ground_truth(self.gt_key, arch.hash, status, result)
+        result = _ground_truth_result(arch, self.gt_blueprint, self.data, self.config.ground_truth.recipe,
+                                      self._gt_dir(arch), self.config.ground_truth.seed)
+        self.store.put_ground_truth(self.gt_key, arch.hash, result["status"], result)
         return result
+
+    def _gt_dir(self, arch: Architecture) -> Path:
+        return self.out / "ground_truth" / self.gt_key[:8] / arch.short_hash
 
     # -- proxies ----------------------------------------------------------------------------------
     def _options(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -109,14 +106,21 @@ class Comparison:
             options = {**options, "dataset": self.config.dataset}
         return options
 
-    def proxy_results(self, archs: list[Architecture], bar) -> dict[str, list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
-        results: dict[str, list[dict[str, Any]]] = {}
+    def _proxy_evaluators(self) -> dict[str, tuple[Evaluator, str, dict[str, Any], str]]:
+        """Every proxy setting: its evaluator (set up, so bad input fails here), name, options and store key."""
+        out = {}
         for setting, (proxy, options) in self.config.settings().items():
             options = self._options(proxy.evaluator.name, options)
             evaluator = make_evaluator(proxy.evaluator.name, options, self.config.data_root)
             evaluator.setup()
             key = digest({"evaluator": evaluator.describe(), "blueprint": self.blueprint.to_mapping(),
                           "files": _file_digests(options)})
+            out[setting] = (evaluator, proxy.evaluator.name, options, key)
+        return out
+
+    def proxy_results(self, archs: list[Architecture], bar) -> dict[str, list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
+        results: dict[str, list[dict[str, Any]]] = {}
+        for setting, (evaluator, _, _, key) in self._proxy_evaluators().items():
             rows = []
             for arch in archs:
                 row = self.store.proxy(key, arch.hash)
@@ -128,6 +132,46 @@ class Comparison:
                 bar.update(1)
             results[setting] = rows
         return results
+
+    def compute_in_parallel(self, archs: list[Architecture], bar) -> None:  # type: ignore[no-untyped-def]
+        """Fill the store with every missing ground truth and proxy score using ``workers`` local
+        processes; each result is committed as it arrives (an interrupted run keeps them)."""
+        import concurrent.futures as cf
+        import multiprocessing
+        import os
+
+        gt = self.config.ground_truth
+        jobs: dict[cf.Future[dict[str, Any]], tuple[str, str, str]] = {}
+        threads = max(1, (os.cpu_count() or 1) // self.config.workers)
+        pool = cf.ProcessPoolExecutor(max_workers=self.config.workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_init_worker, initargs=(threads,))
+        data_spec = (self.config.dataset, self.config.data_root, self.config.limit)
+        try:
+            for arch in archs:
+                if self.store.ground_truth(self.gt_key, arch.hash) is None:
+                    fut = pool.submit(_ground_truth_job, arch, self.gt_blueprint, data_spec, gt.recipe,
+                                      self._gt_dir(arch), gt.seed)
+                    jobs[fut] = ("gt", self.gt_key, arch.hash)
+            for _, name, options, key in self._proxy_evaluators().values():
+                for arch in archs:
+                    if self.store.proxy(key, arch.hash) is None:
+                        seed = derive_seed(self.config.seed, "compare-proxy", arch.hash)
+                        fut = pool.submit(_proxy_job, name, options, self.config.data_root, arch, self.blueprint,
+                                          seed)
+                        jobs[fut] = ("proxy", key, arch.hash)
+            bar.update(bar.total - len(jobs) - bar.n)
+            for fut in cf.as_completed(jobs):
+                kind, key, arch_hash = jobs[fut]
+                result = fut.result()
+                if kind == "gt":
+                    self.store.put_ground_truth(key, arch_hash, result["status"], result)
+                else:
+                    self.store.put_proxy(key, arch_hash, result)
+                bar.update(1)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
 
     # -- analysis ---------------------------------------------------------------------------------
     def correlations(self, archs: list[Architecture], truths: list[dict[str, Any]],
@@ -243,6 +287,10 @@ class Comparison:
         settings = self.config.settings()
         bar = tqdm(total=len(archs) * (1 + len(settings)), disable=not self.progress, desc="compare",
                    unit="eval", dynamic_ncols=True)
+        if self.config.workers > 1:
+            self.compute_in_parallel(archs, bar)
+            bar.reset()
+            bar.disable = True  # the rest is read from the store
         truths = []
         for arch in archs:
             truths.append(self.ground_truth(arch))
@@ -261,6 +309,43 @@ class Comparison:
         write_text_atomic(self.out / "results.json", json.dumps(results, indent=2, default=str))
         write_report(results, self.out)
         return results
+
+
+def _ground_truth_result(arch: Architecture, blueprint: Blueprint, data: Any, recipe: TrainConfig, run_dir: Path,
+                         seed: int) -> dict[str, Any]:
+    """Final training of one architecture as a store row (a diverging training is a failed row)."""
+    try:
+        result = train_final(arch, blueprint, data, recipe, run_dir, seed).to_dict()
+        result["status"] = "ok"
+    except TrainingError as exc:
+        result = {"error": str(exc), "status": "failed"}
+    return result
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+#: evaluators already set up in this worker process, by their settings
+_WORKER_EVALUATORS: dict[str, Any] = {}
+
+
+def _ground_truth_job(arch: Architecture, blueprint: Blueprint, data_spec: tuple[str, str | None, int | None],
+                      recipe: TrainConfig, run_dir: Path, seed: int) -> dict[str, Any]:
+    dataset, data_root, limit = data_spec
+    return _ground_truth_result(arch, blueprint, load_dataset(dataset, data_root, limit=limit), recipe, run_dir, seed)
+
+
+def _proxy_job(name: str, options: dict[str, Any], data_root: str | None, arch: Architecture, blueprint: Blueprint,
+               seed: int) -> dict[str, Any]:
+    key = digest({"name": name, "options": options, "data_root": data_root})
+    if key not in _WORKER_EVALUATORS:
+        evaluator = make_evaluator(name, options, data_root)
+        evaluator.setup()
+        _WORKER_EVALUATORS[key] = evaluator
+    return _WORKER_EVALUATORS[key].evaluate(arch, blueprint, seed).to_dict()
 
 
 def run_compare(config: CompareConfig, progress: bool = True) -> dict[str, Any]:
