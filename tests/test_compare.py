@@ -56,6 +56,7 @@ def test_compare_end_to_end_and_resume(tmp_path, tiny_teaching_set, mnist_root, 
         pairs = [(s, g["test_accuracy"]) for s, g in zip(first["proxy_scores"][r["setting"]], first["ground_truth"])]
         expected = stats.spearmanr([p for p, _ in pairs], [t for _, t in pairs]).statistic
         assert r["all"]["spearman"] == pytest.approx(expected, nan_ok=True)
+        assert r["mean_score"] == pytest.approx(sum(p for p, _ in pairs) / len(pairs))
     costs = {r["setting"]: r["flops_per_arch"] for r in first["table"]}
     assert costs["real@8"] > costs["real@2"] > 0 and costs["params"] == 0
     assert [s["setting"] for s in first["speedup"]] == ["gtn@1", "gtn@3"]

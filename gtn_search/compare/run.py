@@ -190,6 +190,7 @@ class Comparison:
             table.append({"setting": setting, "label": proxy.label, "kind": proxy.curve_kind(), "steps": steps,
                           "n": len(pairs), "failed": sum(r["status"] != "ok" for r in rows),
                           "flops_per_arch": flops, "seconds_per_arch": seconds,
+                          "mean_score": statistics.mean(xs) if xs else None,
                           "all": asdict(all_c), "top50": asdict(top_c)})
         return table
 
