@@ -24,6 +24,14 @@ from gtn_search.cli.quickstart import shipped_teaching_set
 from gtn_search.runner import run_search
 from gtn_search.search_config import SearchConfig
 
+#: configuration key -> (label, search settings); the first one is the baseline
+RUNS = {
+    "1w2t": ("local, 1 worker (2 threads)", {"workers": 1, "threads_per_worker": 2}),
+    "1w1t": ("local, 1 worker (1 thread)", {"workers": 1, "threads_per_worker": 1}),
+    "2w": ("local, 2 workers (1 thread each)", {"workers": 2, "threads_per_worker": 1}),
+    "dask": ("dask LocalCluster, 2 workers", {"workers": 2, "threads_per_worker": 1, "executor": "dask"}),
+}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,14 +39,15 @@ def main() -> None:
     parser.add_argument("--teaching-set", default=None, help="default: the shipped quickstart teaching set")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", default="benchmarks/results/search_throughput.json")
+    parser.add_argument("--only", nargs="+", choices=list(RUNS), default=list(RUNS),
+                        help="run only these configurations; the others are kept from --out")
     args = parser.parse_args()
     teaching = args.teaching_set or str(shipped_teaching_set())
-    runs = {"local, 1 worker (2 threads)": {"workers": 1, "threads_per_worker": 2},
-            "local, 2 workers (1 thread each)": {"workers": 2, "threads_per_worker": 1},
-            "dask LocalCluster, 2 workers": {"workers": 2, "threads_per_worker": 1, "executor": "dask"}}
-    results = {}
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() and set(args.only) != set(RUNS) else {}
     scores = {}
-    for label, extra in runs.items():
+    for key in args.only:
+        label, extra = RUNS[key]
         with tempfile.TemporaryDirectory() as tmp:
             config = SearchConfig.model_validate({
                 "study": str(Path(tmp) / "study.db"), "space": "gtn-nas", "blueprint": "mnist-tiny",
@@ -64,17 +73,23 @@ def main() -> None:
                           "steady_trials_per_hour": steady, "mean_trial_seconds": per_trial}
         print(f"{label:<36} {summary.evaluated} trials in {seconds:6.1f} s = {per_hour:7.0f} trials/hour end to end, "
               f"{steady:7.0f} steady state; {per_trial:.2f} s per trial", flush=True)
-    base = results["local, 1 worker (2 threads)"]
+    results.pop("identical_trials", None)
+    base = results.get(RUNS["1w2t"][0])
+    single = results.get(RUNS["1w1t"][0])
     for entry in results.values():
-        entry["speedup_vs_1_worker"] = entry["trials_per_hour"] / base["trials_per_hour"]
-        entry["steady_speedup_vs_1_worker"] = entry["steady_trials_per_hour"] / base["steady_trials_per_hour"]
-    same = len({json.dumps(v) for v in scores.values()}) == 1
-    two, dask = results["local, 2 workers (1 thread each)"], results["dask LocalCluster, 2 workers"]
-    print(f"2 local workers: {two['speedup_vs_1_worker']:.2f}x end to end, {two['steady_speedup_vs_1_worker']:.2f}x "
-          f"steady state; Dask: {dask['speedup_vs_1_worker']:.2f}x / {dask['steady_speedup_vs_1_worker']:.2f}x; "
-          f"identical trials and scores (4 decimals) in all three: {same}")
-    results["identical_trials"] = same
-    out = Path(args.out)
+        if base:
+            entry["speedup_vs_1_worker"] = entry["trials_per_hour"] / base["trials_per_hour"]
+            entry["steady_speedup_vs_1_worker"] = entry["steady_trials_per_hour"] / base["steady_trials_per_hour"]
+        if single:
+            entry["steady_speedup_vs_1_worker_1_thread"] = (entry["steady_trials_per_hour"]
+                                                            / single["steady_trials_per_hour"])
+    for label, entry in results.items():
+        print(f"{label:<36} steady state {entry.get('steady_speedup_vs_1_worker', float('nan')):.2f}x the 1-worker "
+              f"(2 threads) rate, {entry.get('steady_speedup_vs_1_worker_1_thread', float('nan')):.2f}x the 1-worker "
+              f"(1 thread) rate")
+    if len(scores) > 1:
+        print(f"identical trials and scores (4 decimals) in this run's configurations: "
+              f"{len({json.dumps(v) for v in scores.values()}) == 1}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"saved {out}")

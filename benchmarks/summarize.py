@@ -75,12 +75,38 @@ def throughput() -> None:
     r = load("search_throughput.json")
     if r is None:
         return
-    print("| executor | trials | seconds | trials per hour | vs 1 worker |")
-    print("|---|---|---|---|---|")
+    print("| executor | trials | seconds | trials per hour (end to end) | vs 1 worker | trials per hour (steady state) "
+          "| vs 1 worker | mean seconds per trial |")
+    print("|---|---|---|---|---|---|---|---|")
     for label, v in r.items():
         if isinstance(v, dict) and "trials_per_hour" in v:
             print(f"| {label} | {v['trials']} | {v['seconds']:.1f} | {v['trials_per_hour']:.0f} | "
-                  f"{v['speedup_vs_1_worker']:.2f}x |")
+                  f"{v['speedup_vs_1_worker']:.2f}x | {v.get('steady_trials_per_hour', float('nan')):.0f} | "
+                  f"{v.get('steady_speedup_vs_1_worker', float('nan')):.2f}x | "
+                  f"{v.get('mean_trial_seconds', float('nan')):.2f} |")
+    print()
+
+
+def compare() -> None:
+    r = load("compare_fashion/results.json")
+    if r is None:
+        return
+    print("| proxy | cost per architecture (MFLOPs) | seconds | Spearman (all) | Spearman (top 50%) | mean score |")
+    print("|---|---|---|---|---|---|")
+    for row in r["table"]:
+        mean = row.get("mean_score")
+        print(f"| {row['setting']} | {row['flops_per_arch'] / 1e6:,.1f} | {row['seconds_per_arch']:.2f} | "
+              f"{row['all']['spearman']:.3f} | {row['top50']['spearman']:.3f} | "
+              f"{'n/a' if mean is None else format(mean, '.4g')} |")
+    for sp in r["speedup"]:
+        print(f"- speed-up {sp['setting']}: FLOPs all {sp['all_flops_text']}, top 50% {sp['top50_flops_text']}; "
+              f"seconds all {sp['all_seconds_text']}, top 50% {sp['top50_seconds_text']}")
+    accs = [g["test_accuracy"] for g in r["ground_truth"] if g["status"] == "ok"]
+    print(f"- ground truth: {len(accs)} architectures, test accuracy {min(accs):.4f} .. {max(accs):.4f}, "
+          f"{r['ground_truth_seconds'] / 60:.1f} min of training")
+    for v in (r.get("equal_budget") or {}).values():
+        print(f"- equal budget {v['evaluator']} / {v['strategy']}: best final {v['best_final_mean']} +- "
+              f"{v['best_final_std']} over {len(v['runs'])} seeds")
     print()
 
 
@@ -100,4 +126,5 @@ if __name__ == "__main__":
     gtn_vs_real()
     overhead()
     throughput()
+    compare()
     misc()
