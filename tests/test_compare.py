@@ -118,6 +118,20 @@ def test_compare_with_worker_processes_gives_the_sequential_numbers(tmp_path, ti
     assert (tmp_path / "par" / "report.md").exists()
 
 
+def test_speedup_is_an_upper_bound_when_the_cheapest_real_proxy_already_matches():
+    def row(setting, kind, flops, rho):
+        c = {"spearman": rho}
+        return {"setting": setting, "kind": kind, "flops_per_arch": flops, "seconds_per_arch": flops / 100,
+                "all": c, "top50": c}
+
+    table = [row("gtn@8", "gtn", 10.0, 0.1), row("gtn@32", "gtn", 10.0, 0.5),
+             row("real@16", "real", 20.0, 0.2), row("real@64", "real", 200.0, 0.6)]
+    low, high = compare_run.Comparison.speedups(table)
+    assert low["all_flops"] == pytest.approx(2.0) and low["all_flops_text"].startswith("<= 2.0x")
+    need = 10 ** (math.log10(20) + (0.5 - 0.2) / (0.6 - 0.2) * (math.log10(200) - math.log10(20)))
+    assert high["all_flops"] == pytest.approx(need / 10.0) and high["all_flops_text"] == f"{need / 10:.1f}x"
+
+
 def load_compare_config_from(tmp_path, data):
     path = tmp_path / "compare.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -212,6 +212,10 @@ class Comparison:
                         entry[f"{subset}_{unit}"] = None
                         entry[f"{subset}_{unit}_text"] = (f">= {top / cost:.1f}x (real data never reached it)"
                                                           if cost > 0 and top > 0 else "n/a")
+                    elif curve and curve[0][1] >= target:  # the cheapest real-data setting already reaches it
+                        entry[f"{subset}_{unit}"] = need / cost
+                        entry[f"{subset}_{unit}_text"] = (f"<= {need / cost:.1f}x (the cheapest real-data setting "
+                                                          f"already reaches it)")
                     else:
                         entry[f"{subset}_{unit}"] = need / cost
                         entry[f"{subset}_{unit}_text"] = f"{need / cost:.1f}x"
