@@ -118,9 +118,10 @@ class Comparison:
             out[setting] = (evaluator, proxy.evaluator.name, options, key)
         return out
 
-    def proxy_results(self, archs: list[Architecture], bar) -> dict[str, list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
+    def proxy_results(self, archs: list[Architecture], evaluators: dict[str, tuple[Evaluator, str, dict[str, Any], str]],
+                      bar) -> dict[str, list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
         results: dict[str, list[dict[str, Any]]] = {}
-        for setting, (evaluator, _, _, key) in self._proxy_evaluators().items():
+        for setting, (evaluator, _, _, key) in evaluators.items():
             rows = []
             for arch in archs:
                 row = self.store.proxy(key, arch.hash)
@@ -133,7 +134,9 @@ class Comparison:
             results[setting] = rows
         return results
 
-    def compute_in_parallel(self, archs: list[Architecture], bar) -> None:  # type: ignore[no-untyped-def]
+    def compute_in_parallel(self, archs: list[Architecture],
+                            evaluators: dict[str, tuple[Evaluator, str, dict[str, Any], str]],
+                            bar) -> None:  # type: ignore[no-untyped-def]
         """Fill the store with every missing ground truth and proxy score using ``workers`` local
         processes; each result is committed as it arrives (an interrupted run keeps them)."""
         import concurrent.futures as cf
@@ -152,7 +155,7 @@ class Comparison:
                     fut = pool.submit(_ground_truth_job, arch, self.gt_blueprint, data_spec, gt.recipe,
                                       self._gt_dir(arch), gt.seed)
                     jobs[fut] = ("gt", self.gt_key, arch.hash)
-            for _, name, options, key in self._proxy_evaluators().values():
+            for _, name, options, key in evaluators.values():
                 for arch in archs:
                     if self.store.proxy(key, arch.hash) is None:
                         seed = derive_seed(self.config.seed, "compare-proxy", arch.hash)
@@ -292,15 +295,16 @@ class Comparison:
         settings = self.config.settings()
         bar = tqdm(total=len(archs) * (1 + len(settings)), disable=not self.progress, desc="compare",
                    unit="eval", dynamic_ncols=True)
+        evaluators = self._proxy_evaluators()
         if self.config.workers > 1:
-            self.compute_in_parallel(archs, bar)
+            self.compute_in_parallel(archs, evaluators, bar)
             bar.reset()
             bar.disable = True  # the rest is read from the store
         truths = []
         for arch in archs:
             truths.append(self.ground_truth(arch))
             bar.update(1)
-        proxies = self.proxy_results(archs, bar)
+        proxies = self.proxy_results(archs, evaluators, bar)
         bar.close()
         table = self.correlations(archs, truths, proxies)
         results = {
