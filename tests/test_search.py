@@ -371,3 +371,20 @@ def test_dask_worker_killed_mid_trial_is_retried_and_the_search_completes(tmp_pa
     assert marker.exists()  # a worker did die
     assert summary.evaluated == 6 and all(t.status == "ok" for t in trials)  # its trial was retried
     assert [t.score for t in trials] == [float(t.seed % 7) for t in trials]
+
+
+def test_dask_local_cluster_workers_run_without_malloc_trim_threshold():
+    """Dask's default MALLOC_TRIM_THRESHOLD_ halves PyTorch speed; local clusters must not inherit it."""
+    pytest.importorskip("distributed")
+    from gtn_search.executors import DaskExecutor, malloc_trim_setting, slow_malloc_warning
+
+    executor = DaskExecutor(workers=1)
+    try:
+        settings = executor._client.run(malloc_trim_setting)
+    finally:
+        executor.shutdown()
+    assert len(settings) == 1 and list(settings.values()) == [None]
+    assert slow_malloc_warning(settings) is None
+    message = slow_malloc_warning({"tcp://a:1": "65536", "tcp://b:2": None})
+    assert message is not None and message.startswith("1 of 2 Dask workers run with MALLOC_TRIM_THRESHOLD_=65536")
+    assert "pre-spawn-environ.MALLOC_TRIM_THRESHOLD_: null" in message
