@@ -117,6 +117,19 @@ def test_compare_with_worker_processes_gives_the_sequential_numbers(tmp_path, ti
         assert par["proxy_scores"][s] == pytest.approx(seq["proxy_scores"][s], abs=0.04)
     assert (tmp_path / "par" / "report.md").exists()
 
+    # equal-budget searches: the final trainings of what they found run in the worker processes
+    cost = {r["setting"]: r["flops_per_arch"] for r in seq["table"]}["gtn@3"]
+    base["equal_budget"] = {"evaluators": ["gtn@3"], "strategies": ["random"], "seeds": [0], "flops": 4 * cost,
+                            "top_k": 2}
+    seq = run_compare(load_compare_config_from(tmp_path, {**base, "out": str(tmp_path / "seq")}), progress=False)
+    par = run_compare(load_compare_config_from(tmp_path, {**base, "out": str(tmp_path / "par"), "workers": 2}),
+                      progress=False)
+    a, b = seq["equal_budget"]["gtn@3|random"]["runs"][0], par["equal_budget"]["gtn@3|random"]["runs"][0]
+    assert a["trials"] == b["trials"] >= 4 and [c["hash"] for c in a["curve"]] == [c["hash"] for c in b["curve"]]
+    assert [t["final_test_accuracy"] for t in b["top"]] == pytest.approx([t["final_test_accuracy"] for t in a["top"]],
+                                                                        abs=0.01)
+    assert all(t["final_test_accuracy"] is not None for t in b["top"])
+
 
 def test_speedup_is_an_upper_bound_when_the_cheapest_real_proxy_already_matches():
     def row(setting, kind, flops, rho):

@@ -376,7 +376,11 @@ def test_dask_worker_killed_mid_trial_is_retried_and_the_search_completes(tmp_pa
 def test_dask_local_cluster_workers_run_without_malloc_trim_threshold():
     """Dask's default MALLOC_TRIM_THRESHOLD_ halves PyTorch speed; local clusters must not inherit it."""
     pytest.importorskip("distributed")
-    from gtn_search.executors import DaskExecutor, malloc_trim_setting, slow_malloc_warning
+    from gtn_search.executors import (
+        DaskExecutor,
+        malloc_trim_setting,
+        slow_malloc_warning,
+    )
 
     executor = DaskExecutor(workers=1)
     try:

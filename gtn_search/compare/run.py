@@ -136,9 +136,15 @@ class Comparison:
 
     def compute_in_parallel(self, archs: list[Architecture],
                             evaluators: dict[str, tuple[Evaluator, str, dict[str, Any], str]],
-                            bar) -> None:  # type: ignore[no-untyped-def]
+                            bar=None) -> None:  # type: ignore[no-untyped-def]
         """Fill the store with every missing ground truth and proxy score using ``workers`` local
         processes; each result is committed as it arrives (an interrupted run keeps them)."""
+        from tqdm.auto import tqdm
+
+        own_bar = bar is None
+        if bar is None:
+            bar = tqdm(total=len(archs) * (1 + len(evaluators)), disable=not self.progress, unit="eval",
+                       desc="final training", dynamic_ncols=True)
         import concurrent.futures as cf
         import multiprocessing
         import os
@@ -174,6 +180,9 @@ class Comparison:
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+        finally:
+            if own_bar:
+                bar.close()
         pool.shutdown()
 
     # -- analysis ---------------------------------------------------------------------------------
@@ -227,18 +236,20 @@ class Comparison:
 
     # -- equal-budget searches --------------------------------------------------------------------
     def equal_budget(self) -> dict[str, Any] | None:
+        """Run every (evaluator, strategy, seed) search under the same FLOPs budget, then final-train
+        what they found (the top-k and the best-so-far at each curve mark), in parallel when
+        ``workers`` > 1; every search and ground truth is stored, so a rerun continues."""
         eb = self.config.equal_budget
         if eb is None:
             return None
         settings = self.config.settings()
         first = {p.label: p.settings()[0][0] for p in self.config.proxies}
-        results: dict[str, Any] = {}
+        picks: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for label in eb.evaluators:
             setting = first.get(label, label)
             proxy, options = settings[setting]
             options = self._options(proxy.evaluator.name, options)
             for strategy in eb.strategies:
-                runs = []
                 for seed in eb.seeds:
                     cfg = SearchConfig(
                         study=str(self.out / "searches" / f"{setting.replace('@', '_')}__{strategy}__seed{seed}.db"),
@@ -247,16 +258,26 @@ class Comparison:
                         evaluator=PluginSpec(name=proxy.evaluator.name, options=options),
                         budget=Budget(flops=eb.flops), seed=seed, data_root=self.config.data_root)
                     summary = run_search(cfg, progress=False)
-                    runs.append(self._search_outcome(Study(summary.study), eb.top_k, eb.flops))
-                finals = [r["best_final_test_accuracy"] for r in runs if r["best_final_test_accuracy"] is not None]
-                results[f"{setting}|{strategy}"] = {
-                    "evaluator": setting, "strategy": strategy, "runs": runs,
-                    "best_final_mean": statistics.mean(finals) if finals else None,
-                    "best_final_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
-                }
+                    picks.setdefault((setting, strategy), []).append(
+                        self._search_picks(Study(summary.study), eb.top_k, eb.flops))
+        needed = {a.hash: a for runs in picks.values() for r in runs for a in r["archs"]}
+        if self.config.workers > 1:
+            self.compute_in_parallel(list(needed.values()), {}, None)
+        finals = {h: self.ground_truth(a) for h, a in needed.items()}
+        accuracy = {h: (gt["test_accuracy"] if gt["status"] == "ok" else None) for h, gt in finals.items()}
+        results: dict[str, Any] = {}
+        for (setting, strategy), runs in picks.items():
+            outcomes = [self._search_outcome(r, accuracy) for r in runs]
+            best = [o["best_final_test_accuracy"] for o in outcomes if o["best_final_test_accuracy"] is not None]
+            results[f"{setting}|{strategy}"] = {
+                "evaluator": setting, "strategy": strategy, "runs": outcomes,
+                "best_final_mean": statistics.mean(best) if best else None,
+                "best_final_std": statistics.stdev(best) if len(best) > 1 else 0.0,
+            }
         return results
 
-    def _search_outcome(self, study: Study, top_k: int, budget: float) -> dict[str, Any]:
+    def _search_picks(self, study: Study, top_k: int, budget: float) -> dict[str, Any]:
+        """What a finished search found: its top-k and its best-so-far at each fraction of the budget."""
         trials = [t for t in study.trials() if t.finished]
         spent, best, curve = 0.0, None, []
         marks = iter(CURVE_FRACTIONS)
@@ -272,17 +293,18 @@ class Comparison:
             curve.append({"fraction": mark, "flops": spent, "hash": best.hash if best else None})
         by_hash = {t.hash: t for t in trials}
         top = study.best(top_k)
-        finals = {}
-        for t in top + [by_hash[c["hash"]] for c in curve if c["hash"]]:
-            arch = self.space.architecture_from_mapping(t.genotype, where=f"study {study.path}")
-            gt = self.ground_truth(arch)
-            finals[t.hash] = gt["test_accuracy"] if gt["status"] == "ok" else None
-        for c in curve:
-            c["final_test_accuracy"] = finals.get(c["hash"]) if c["hash"] else None
-        top_finals = [finals[t.hash] for t in top if finals.get(t.hash) is not None]
-        return {"study": str(study.path), "trials": len(trials), "flops": spent,
-                "top": [{"hash": t.hash, "proxy_score": t.score, "final_test_accuracy": finals.get(t.hash)}
-                        for t in top],
+        chosen = {t.hash: t for t in top + [by_hash[c["hash"]] for c in curve if c["hash"]]}
+        archs = [self.space.architecture_from_mapping(t.genotype, where=f"study {study.path}") for t in chosen.values()]
+        return {"study": str(study.path), "trials": len(trials), "flops": spent, "curve": curve, "archs": archs,
+                "top": [{"hash": t.hash, "proxy_score": t.score} for t in top]}
+
+    @staticmethod
+    def _search_outcome(picks: dict[str, Any], accuracy: dict[str, float | None]) -> dict[str, Any]:
+        """A search's picks with the final test accuracy of each."""
+        curve = [{**c, "final_test_accuracy": accuracy.get(c["hash"]) if c["hash"] else None} for c in picks["curve"]]
+        top = [{**t, "final_test_accuracy": accuracy.get(t["hash"])} for t in picks["top"]]
+        top_finals = [t["final_test_accuracy"] for t in top if t["final_test_accuracy"] is not None]
+        return {"study": picks["study"], "trials": picks["trials"], "flops": picks["flops"], "top": top,
                 "best_final_test_accuracy": max(top_finals) if top_finals else None, "curve": curve}
 
     # -- everything -------------------------------------------------------------------------------
