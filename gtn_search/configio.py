@@ -137,8 +137,18 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], where:
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     value = err.get("input")
     shown = "" if isinstance(value, (dict, list)) else f" (got {_short(value)})"
+    if isinstance(value, str) and kind in ("float_type", "float_parsing", "int_type", "int_parsing") and _numeric(value):
+        shown += f"; YAML reads {value} as text: write it with a dot and a signed exponent, e.g. {float(value):.3e}"
     more = f" [+{exc.error_count() - 1} more problems]" if exc.error_count() > 1 else ""
     return f"{where}: field '{path}': {msg}{shown}{more}"
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _short(value: Any) -> str:

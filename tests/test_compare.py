@@ -155,6 +155,8 @@ def load_compare_config_from(tmp_path, data):
     ({"equal_budget": {"evaluators": ["gtm"], "flops": 1e9}}, "not proxy labels"),
     ({"proxies": []}, "proxies"),
     ({"num_architectures": 2}, "num_architectures"),
+    ({"equal_budget": {"evaluators": ["gtn"], "flops": "1e9"}}, "signed exponent, e.g. 1.000e+09"),
+    ({"equal_budget": {"evaluators": ["gtn"], "flops": 1e9, "curve_fractions": [1.5]}}, "curve_fractions"),
     ({"proxies": [{"label": "a", "evaluator": {"name": "real", "options": {"steps": 3}}, "steps": [1]}]},
      "not in the evaluator options"),
 ])

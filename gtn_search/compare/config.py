@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
@@ -57,6 +57,9 @@ class EqualBudgetConfig(StrictModel):
     flops: float = Field(gt=0)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     top_k: int = Field(default=3, ge=1, le=100)
+    #: fractions of the budget at which each search's best-so-far is final-trained (the
+    #: best-found-versus-compute curve); 1.0 is always included
+    curve_fractions: list[Annotated[float, Field(gt=0.0, le=1.0)]] = Field(default_factory=lambda: [0.25, 0.5, 1.0])
     strategy_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 

@@ -38,9 +38,6 @@ from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
 from search_spaces.space import CellSearchSpace
 
-#: fractions of the equal-budget compute at which the best-so-far architecture is final-trained
-CURVE_FRACTIONS = (0.25, 0.5, 1.0)
-
 
 def _file_digests(options: dict[str, Any]) -> dict[str, str]:
     """Content hashes of the files an evaluator reads (a re-trained teaching set at the same path
@@ -259,7 +256,7 @@ class Comparison:
                         budget=Budget(flops=eb.flops), seed=seed, data_root=self.config.data_root)
                     summary = run_search(cfg, progress=False)
                     picks.setdefault((setting, strategy), []).append(
-                        self._search_picks(Study(summary.study), eb.top_k, eb.flops))
+                        self._search_picks(Study(summary.study), eb.top_k, eb.flops, eb.curve_fractions))
         needed = {a.hash: a for runs in picks.values() for r in runs for a in r["archs"]}
         if self.config.workers > 1:
             self.compute_in_parallel(list(needed.values()), {}, None)
@@ -276,11 +273,11 @@ class Comparison:
             }
         return results
 
-    def _search_picks(self, study: Study, top_k: int, budget: float) -> dict[str, Any]:
+    def _search_picks(self, study: Study, top_k: int, budget: float, fractions: list[float]) -> dict[str, Any]:
         """What a finished search found: its top-k and its best-so-far at each fraction of the budget."""
         trials = [t for t in study.trials() if t.finished]
         spent, best, curve = 0.0, None, []
-        marks = iter(CURVE_FRACTIONS)
+        marks = iter(sorted(set(fractions) | {1.0}))
         mark = next(marks)
         for t in trials:
             spent += t.flops
