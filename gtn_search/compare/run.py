@@ -254,7 +254,7 @@ class Comparison:
                         strategy=PluginSpec(name=strategy, options=eb.strategy_options.get(strategy, {})),
                         evaluator=PluginSpec(name=proxy.evaluator.name, options=options),
                         budget=Budget(flops=eb.flops), seed=seed, data_root=self.config.data_root)
-                    summary = run_search(cfg, progress=False)
+                    summary = run_search(cfg, progress=self.progress)
                     picks.setdefault((setting, strategy), []).append(
                         self._search_picks(Study(summary.study), eb.top_k, eb.flops, eb.curve_fractions))
         needed = {a.hash: a for runs in picks.values() for r in runs for a in r["archs"]}
