@@ -9,12 +9,17 @@ spawned worker imports torch and loads the dataset, several seconds on this mach
 state (trials finished after every worker has finished its first one, over the time from then to
 the last trial; the rate a long search runs at).
 Target: >= 1.7x the trials per hour with 2 workers as with 1 on a 2-core machine.
+
+The machine's own ceiling is measured first: the same pure-Python loop alone and in two processes
+at once (no torch, no shared data); ``2 x alone / together`` is the most any two processes can
+gain here.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import tempfile
 import time
@@ -33,6 +38,28 @@ RUNS = {
 }
 
 
+def _spin(n: int = 20_000_000) -> float:
+    """Seconds for a fixed pure-Python loop."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i * i
+    return time.perf_counter() - start
+
+
+def machine_ceiling() -> dict[str, float]:
+    """How well two independent processes scale on this machine (no torch, no shared data)."""
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(_spin, [1000, 1000])  # start both processes first
+        alone = pool.apply(_spin)
+        together = pool.map(_spin, [20_000_000, 20_000_000])
+    ceiling = 2 * alone / statistics.mean(together)
+    print(f"machine ceiling: a pure-Python loop takes {alone:.2f} s alone and {statistics.mean(together):.2f} s "
+          f"with two at once, so two processes gain at most {ceiling:.2f}x here", flush=True)
+    return {"loop_seconds_alone": alone, "loop_seconds_two_at_once": statistics.mean(together),
+            "two_process_ceiling": ceiling}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=120)
@@ -46,6 +73,7 @@ def main() -> None:
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() and set(args.only) != set(RUNS) else {}
     scores = {}
+    ceiling = machine_ceiling()
     for key in args.only:
         label, extra = RUNS[key]
         with tempfile.TemporaryDirectory() as tmp:
@@ -74,6 +102,7 @@ def main() -> None:
         print(f"{label:<36} {summary.evaluated} trials in {seconds:6.1f} s = {per_hour:7.0f} trials/hour end to end, "
               f"{steady:7.0f} steady state; {per_trial:.2f} s per trial", flush=True)
     results.pop("identical_trials", None)
+    results.pop("machine", None)
     base = results.get(RUNS["1w2t"][0])
     single = results.get(RUNS["1w1t"][0])
     for entry in results.values():
@@ -90,6 +119,7 @@ def main() -> None:
     if len(scores) > 1:
         print(f"identical trials and scores (4 decimals) in this run's configurations: "
               f"{len({json.dumps(v) for v in scores.values()}) == 1}")
+    results["machine"] = ceiling
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"saved {out}")
