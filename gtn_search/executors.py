@@ -28,7 +28,7 @@ log = logging.getLogger("gtn_search.executors")
 
 #: Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (to hand memory back to the OS).
 #: Setting it switches off glibc's dynamic mmap threshold, so every tensor above 128 KiB is mmapped
-#: and unmapped afresh: measured here, a GTN-evaluator trial took 7.1 s instead of 3.3 s.
+#: and unmapped afresh: a GTN-evaluator trial takes 8.1 s instead of 3.1 s (benchmarks/dask_malloc.py).
 DASK_MALLOC_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
@@ -62,7 +62,7 @@ def slow_malloc_warning(settings: dict[str, str | None]) -> str | None:
     if not slow:
         return None
     return (f"{len(slow)} of {len(settings)} Dask workers run with MALLOC_TRIM_THRESHOLD_="
-            f"{settings[slow[0]]} (Dask's default), which makes PyTorch training about 2x slower; set "
+            f"{settings[slow[0]]} (Dask's default), which makes PyTorch training 2-3x slower; set "
             f"'{DASK_MALLOC_KEY}: null' in the workers' Dask config (dask.yaml) and restart them")
 
 
