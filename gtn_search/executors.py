@@ -134,6 +134,7 @@ class ProcessExecutor(Executor):
         self.threads = threads_per_worker or 1
         self.trial_timeout = trial_timeout
         self._futures: dict[cf.Future, tuple[int, tuple[Any, ...], float]] = {}
+        self._reported: list[Finished] = []  # outcomes found outside wait(), handed out by the next wait()
         self._pool = self._new_pool()
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
@@ -146,8 +147,28 @@ class ProcessExecutor(Executor):
         self._start(number, (evaluator, arch, blueprint, seed, self.threads))
 
     def _start(self, number: int, args: tuple[Any, ...]) -> None:
-        fut = self._pool.submit(run_trial, *args)
+        try:
+            fut = self._pool.submit(run_trial, *args)
+        except cf.process.BrokenProcessPool:  # a worker died since the last wait(): settle its pool first
+            self._reported.extend(self._settle_broken_pool())
+            fut = self._pool.submit(run_trial, *args)
         self._futures[fut] = (number, args, time.monotonic())
+
+    def _settle_broken_pool(self) -> list[Finished]:
+        """Outcomes of every trial of a pool whose worker died (those that finished first keep their
+        result, the rest fail with the reason), then a fresh pool."""
+        out: list[Finished] = []
+        for fut, (number, _, _) in self._futures.items():
+            try:
+                result, worker = fut.result(timeout=0) if fut.done() else (None, "?")
+            except (cf.process.BrokenProcessPool, cf.CancelledError):
+                result, worker = None, "?"
+            if result is None:
+                result = EvalResult("failed", error="worker process died during the trial")
+            out.append((number, result, worker))
+        self._futures.clear()
+        self._rebuild(kill=False)
+        return out
 
     def _rebuild(self, kill: bool) -> None:
         if kill:  # a hung worker never returns: stop every process of the old pool
@@ -157,6 +178,9 @@ class ProcessExecutor(Executor):
         self._pool = self._new_pool()
 
     def wait(self) -> list[Finished]:
+        if self._reported:
+            out, self._reported = self._reported, []
+            return out
         timeout = None
         if self.trial_timeout is not None and self._futures:
             first_deadline = min(start for _, _, start in self._futures.values()) + self.trial_timeout
@@ -172,12 +196,8 @@ class ProcessExecutor(Executor):
                 broken = True
                 result, worker = EvalResult("failed", error="worker process died during the trial"), "?"
             out.append((number, result, worker))
-        if broken:  # every other trial of the dead pool is lost too: report them, rebuild the pool
-            for number, _, _ in list(self._futures.values()):
-                out.append((number, EvalResult("failed", error="worker process died during the trial"), "?"))
-            self._futures.clear()
-            self._rebuild(kill=False)
-            return out
+        if broken:  # the other trials of the dead pool are lost too: report them, rebuild the pool
+            return out + self._settle_broken_pool()
         if self.trial_timeout is not None:
             now = time.monotonic()
             expired = {f for f, (_, _, start) in self._futures.items() if now - start >= self.trial_timeout}
@@ -196,7 +216,7 @@ class ProcessExecutor(Executor):
 
     @property
     def in_flight(self) -> int:
-        return len(self._futures)
+        return len(self._futures) + len(self._reported)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

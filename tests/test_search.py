@@ -24,6 +24,7 @@ from gtn_search.search_config import SearchConfig, load_search_config
 from gtn_search.storage import Study
 from search_spaces.blueprint import Blueprint
 from search_spaces.presets import get_space
+from search_spaces.space import CellSearchSpace
 from search_spaces.yaml_format import load_architecture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -392,3 +393,28 @@ def test_dask_local_cluster_workers_run_without_malloc_trim_threshold():
     message = slow_malloc_warning({"tcp://a:1": "65536", "tcp://b:2": None})
     assert message is not None and message.startswith("1 of 2 Dask workers run with MALLOC_TRIM_THRESHOLD_=65536")
     assert "pre-spawn-environ.MALLOC_TRIM_THRESHOLD_: null" in message
+
+
+def test_a_trial_submitted_after_a_worker_died_runs_on_a_fresh_pool(tmp_path, tiny_teaching_set, mnist_root):
+    """The pool can break between wait() and submit(): the dead trial is reported failed, the new one runs."""
+    from gtn_search.executors import ProcessExecutor
+    from search_spaces.blueprint import blueprint_preset
+
+    executor = ProcessExecutor(workers=1)
+    try:
+        evaluator = DiesOnceEvaluator({"marker": str(tmp_path / "died")})
+        arch = CellSearchSpace.from_mapping("gtn-nas", where="space").sample(np.random.default_rng(0))
+        bp = blueprint_preset("mnist-tiny", where="blueprint")
+        executor.submit(0, evaluator, arch, bp, 3)  # this worker dies
+        deadline = time.monotonic() + 60
+        while not executor._pool._broken and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert executor._pool._broken
+        executor.submit(1, evaluator, arch, bp, 4)  # used to raise BrokenProcessPool
+        outcomes = {}
+        while executor.in_flight:
+            outcomes.update({n: r for n, r, _ in executor.wait()})
+    finally:
+        executor.shutdown()
+    assert outcomes[0].status == "failed" and "worker process died" in outcomes[0].error
+    assert outcomes[1].status == "ok" and outcomes[1].score == 4.0
