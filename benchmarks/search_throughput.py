@@ -10,9 +10,9 @@ state (trials finished after every worker has finished its first one, over the t
 the last trial; the rate a long search runs at).
 Target: >= 1.7x the trials per hour with 2 workers as with 1 on a 2-core machine.
 
-The machine's own ceiling is measured first: the same pure-Python loop alone and in two processes
-at once (no torch, no shared data); ``2 x alone / together`` is the most any two processes can
-gain here.
+The machine's own ceiling is measured first (no torch, no shared data): a cache-resident
+pure-Python loop and a memory-bound array copy, each run alone and as two processes at once;
+``2 x alone / together`` is the most two processes doing such work can gain here.
 """
 
 from __future__ import annotations
