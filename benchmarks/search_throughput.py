@@ -1,6 +1,6 @@
 """Benchmark: GTN-evaluator trials per hour with 1 and 2 local workers, and on a Dask LocalCluster.
 
-    python benchmarks/search_throughput.py --trials 120 --out benchmarks/results/search_throughput.json
+    python benchmarks/search_throughput.py --trials 120 --rounds 3 --out benchmarks/results/search_throughput.json
 
 Each configuration runs the same random search (same seed, so the same architectures) with the
 GTN evaluator on the quickstart teaching set and the ``mnist-tiny`` blueprint, in a fresh study.
@@ -8,7 +8,13 @@ Two rates are reported: end to end (the whole ``run_search`` call, worker start-
 spawned worker imports torch and loads the dataset, several seconds on this machine) and steady
 state (trials finished after every worker has finished its first one, over the time from then to
 the last trial; the rate a long search runs at).
-Target: >= 1.7x the trials per hour with 2 workers as with 1 on a 2-core machine.
+
+The configurations run in interleaved rounds (every round runs each of them once, with
+``trials / rounds`` trials, in a rotated order) and speed-ups are taken between runs of the same
+round: a shared VM's speed drifts by 20% or more over the minutes a benchmark takes, and one
+configuration measured after another would carry that drift into the ratio.
+Target: >= 1.7x the trials per hour with 2 workers as with 1 on a 2-core machine (compared with
+the better of the two 1-worker set-ups, 1 or 2 torch threads).
 
 The machine's own ceiling is measured first (no torch, no shared data): a cache-resident
 pure-Python loop and a memory-bound array copy, each run alone and as two processes at once;
@@ -78,66 +84,106 @@ def machine_ceiling() -> dict[str, float]:
     return out
 
 
+def _run(key: str, trials: int, teaching: str, data_root: str | None) -> dict:
+    """One search of ``trials`` trials in configuration ``key``, in a fresh study."""
+    from gtn_search.storage import Study
+
+    _, extra = RUNS[key]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = SearchConfig.model_validate({
+            "study": str(Path(tmp) / "study.db"), "space": "gtn-nas", "blueprint": "mnist-tiny",
+            "strategy": "random", "evaluator": {"name": "gtn", "options": {"teaching_set": teaching,
+                                                                            "val_size": 1000}},
+            "budget": {"trials": trials}, "seed": 0, "data_root": data_root, **extra,
+        })
+        start = time.perf_counter()
+        summary = run_search(config, progress=False)
+        seconds = time.perf_counter() - start
+        study = Study(config.study)
+        done = study.trials()
+        study.close()
+    workers = extra["workers"]
+    finished = sorted(t.finished_at for t in done if t.finished_at is not None)
+    return {
+        "trials": summary.evaluated, "seconds": seconds,
+        # steady state: the trials finished after every worker finished its first one
+        "steady_trials": len(finished) - workers, "steady_seconds": finished[-1] - finished[workers - 1],
+        "trial_seconds": [t.wall_seconds for t in done if t.wall_seconds is not None],
+        "scores": [(t.number, t.hash, round(t.score, 4) if t.score is not None else None) for t in done],
+    }
+
+
+def _spread(values: list[float]) -> dict[str, float | list[float]]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "per_round": values}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=120)
+    parser.add_argument("--trials", type=int, default=120, help="trials per configuration, over all rounds")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds: every round runs every configuration (trials/rounds trials "
+                             "each, in a rotated order), so a change of the machine's speed during the benchmark "
+                             "hits all of them alike; ratios are taken within a round")
     parser.add_argument("--teaching-set", default=None, help="default: the shipped quickstart teaching set")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", default="benchmarks/results/search_throughput.json")
     parser.add_argument("--only", nargs="+", choices=list(RUNS), default=list(RUNS),
-                        help="run only these configurations; the others are kept from --out")
+                        help="run only these configurations")
     args = parser.parse_args()
     teaching = args.teaching_set or str(shipped_teaching_set())
-    out = Path(args.out)
-    results = json.loads(out.read_text()) if out.exists() and set(args.only) != set(RUNS) else {}
-    scores = {}
-    ceiling = machine_ceiling()
-    for key in args.only:
-        label, extra = RUNS[key]
-        with tempfile.TemporaryDirectory() as tmp:
-            config = SearchConfig.model_validate({
-                "study": str(Path(tmp) / "study.db"), "space": "gtn-nas", "blueprint": "mnist-tiny",
-                "strategy": "random", "evaluator": {"name": "gtn", "options": {"teaching_set": teaching,
-                                                                                "val_size": 1000}},
-                "budget": {"trials": args.trials}, "seed": 0, "data_root": args.data_root, **extra,
-            })
-            start = time.perf_counter()
-            summary = run_search(config, progress=False)
-            seconds = time.perf_counter() - start
-            from gtn_search.storage import Study
+    per_run = -(-args.trials // args.rounds)
+    if per_run < 8:
+        parser.error(f"--trials / --rounds gives {per_run} trials per run; the steady-state rate needs at least 8")
+    keys = [k for k in RUNS if k in args.only]
+    runs: dict[str, list[dict]] = {k: [] for k in keys}
+    ceilings = []
+    for r in range(args.rounds):
+        print(f"round {r + 1} of {args.rounds}", flush=True)
+        ceilings.append(machine_ceiling())
+        for key in keys[r % len(keys):] + keys[: r % len(keys)]:
+            run = _run(key, per_run, teaching, args.data_root)
+            runs[key].append(run)
+            print(f"  {RUNS[key][0]:<36} {run['trials']} trials in {run['seconds']:6.1f} s, steady state "
+                  f"{3600 * run['steady_trials'] / run['steady_seconds']:7.0f} trials/hour, "
+                  f"{statistics.mean(run['trial_seconds']):.2f} s per trial", flush=True)
 
-            study = Study(config.study)
-            trials = study.trials()
-            scores[label] = [(t.number, t.hash, round(t.score, 4) if t.score is not None else None) for t in trials]
-            study.close()
-        workers = extra["workers"]
-        finished = sorted(t.finished_at for t in trials if t.finished_at is not None)
-        steady = 3600 * (len(finished) - workers) / (finished[-1] - finished[workers - 1])
-        per_trial = statistics.mean(t.wall_seconds for t in trials if t.wall_seconds is not None)
-        per_hour = 3600 * summary.evaluated / seconds
-        results[label] = {"trials": summary.evaluated, "seconds": seconds, "trials_per_hour": per_hour,
-                          "steady_trials_per_hour": steady, "mean_trial_seconds": per_trial}
-        print(f"{label:<36} {summary.evaluated} trials in {seconds:6.1f} s = {per_hour:7.0f} trials/hour end to end, "
-              f"{steady:7.0f} steady state; {per_trial:.2f} s per trial", flush=True)
-    results.pop("identical_trials", None)
-    results.pop("machine", None)
-    base = results.get(RUNS["1w2t"][0])
-    single = results.get(RUNS["1w1t"][0])
-    for entry in results.values():
-        if base:
-            entry["speedup_vs_1_worker"] = entry["trials_per_hour"] / base["trials_per_hour"]
-            entry["steady_speedup_vs_1_worker"] = entry["steady_trials_per_hour"] / base["steady_trials_per_hour"]
-        if single:
-            entry["steady_speedup_vs_1_worker_1_thread"] = (entry["steady_trials_per_hour"]
-                                                            / single["steady_trials_per_hour"])
-    for label, entry in results.items():
-        print(f"{label:<36} steady state {entry.get('steady_speedup_vs_1_worker', float('nan')):.2f}x the 1-worker "
-              f"(2 threads) rate, {entry.get('steady_speedup_vs_1_worker_1_thread', float('nan')):.2f}x the 1-worker "
-              f"(1 thread) rate")
-    if len(scores) > 1:
-        print(f"identical trials and scores (4 decimals) in this run's configurations: "
-              f"{len({json.dumps(v) for v in scores.values()}) == 1}")
-    results["machine"] = ceiling
+    def steady(key: str, r: int) -> float:
+        run = runs[key][r]
+        return 3600 * run["steady_trials"] / run["steady_seconds"]
+
+    singles = [k for k in ("1w1t", "1w2t") if k in runs]
+    results: dict[str, object] = {"settings": {"trials": per_run * args.rounds, "rounds": args.rounds,
+                                               "trials_per_run": per_run, "val_size": 1000,
+                                               "blueprint": "mnist-tiny", "strategy": "random", "seed": 0}}
+    configs: dict[str, dict] = {}
+    for key in keys:
+        rs = runs[key]
+        entry: dict[str, object] = {
+            "key": key, "trials": sum(x["trials"] for x in rs), "seconds": sum(x["seconds"] for x in rs),
+            "trials_per_hour": 3600 * sum(x["trials"] for x in rs) / sum(x["seconds"] for x in rs),
+            "steady_trials_per_hour": 3600 * sum(x["steady_trials"] for x in rs) / sum(x["steady_seconds"] for x in rs),
+            "mean_trial_seconds": statistics.mean(s for x in rs for s in x["trial_seconds"]),
+            "steady_trials_per_hour_per_round": [steady(key, r) for r in range(args.rounds)],
+        }
+        for base in singles:
+            entry[f"steady_speedup_vs_{base}"] = _spread([steady(key, r) / steady(base, r) for r in range(args.rounds)])
+        if singles:
+            entry["steady_speedup_vs_best_1_worker"] = _spread(
+                [steady(key, r) / max(steady(b, r) for b in singles) for r in range(args.rounds)])
+        configs[RUNS[key][0]] = entry
+    results["configs"] = configs
+    for label, entry in configs.items():
+        best = entry.get("steady_speedup_vs_best_1_worker")
+        line = f"{label:<36} {entry['steady_trials_per_hour']:7.0f} trials/hour steady state"
+        if best:
+            line += (f", {best['median']:.2f}x the best 1-worker setup of the same round (median of {args.rounds} "
+                     f"rounds, range {best['min']:.2f}-{best['max']:.2f})")
+        print(line)
+    scores = {json.dumps(run["scores"]) for rs in runs.values() for run in rs}
+    results["identical_trials"] = len(scores) == 1
+    print(f"identical trials and scores (4 decimals) in every run: {len(scores) == 1}")
+    results["machine"] = ceilings
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"saved {out}")

@@ -23,7 +23,6 @@ from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
 
 Finished = tuple[int, EvalResult, str]
-_THREADS_SET = False
 log = logging.getLogger("gtn_search.executors")
 
 #: Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (to hand memory back to the OS).
@@ -32,13 +31,14 @@ log = logging.getLogger("gtn_search.executors")
 DASK_MALLOC_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
-def _set_threads(threads: int) -> None:
-    global _THREADS_SET
-    if not _THREADS_SET:
-        import torch
+def _set_threads(threads: int) -> int:
+    """Run torch with ``threads`` intra-op threads from now on; return the count it had before."""
+    import torch
 
+    before = torch.get_num_threads()
+    if before != threads:
         torch.set_num_threads(threads)
-        _THREADS_SET = True
+    return before
 
 
 def worker_name() -> str:
@@ -102,11 +102,14 @@ class InlineExecutor(Executor):
     def __init__(self, threads: int | None = None) -> None:
         self.capacity = 1
         self.threads = threads
+        self._threads_before: int | None = None  # this process's torch thread count, restored by shutdown()
         self._done: deque[Finished] = deque()
 
     def submit(self, number: int, evaluator: Evaluator, arch: Architecture, blueprint: Blueprint, seed: int) -> None:
         if self.threads:
-            _set_threads(self.threads)
+            before = _set_threads(self.threads)
+            if self._threads_before is None:
+                self._threads_before = before
         self._done.append((number, evaluator.evaluate(arch, blueprint, seed), worker_name()))
 
     def wait(self) -> list[Finished]:
@@ -117,6 +120,12 @@ class InlineExecutor(Executor):
     @property
     def in_flight(self) -> int:
         return len(self._done)
+
+    def shutdown(self) -> None:
+        """Give this process back the torch thread count it had before the first trial."""
+        if self._threads_before is not None:
+            _set_threads(self._threads_before)
+            self._threads_before = None
 
 
 class ProcessExecutor(Executor):

@@ -418,3 +418,38 @@ def test_a_trial_submitted_after_a_worker_died_runs_on_a_fresh_pool(tmp_path, ti
         executor.shutdown()
     assert outcomes[0].status == "failed" and "worker process died" in outcomes[0].error
     assert outcomes[1].status == "ok" and outcomes[1].score == 4.0
+
+
+class ThreadCountEvaluator(Evaluator):
+    """Scores a trial with the number of torch threads it ran with."""
+
+    from gtn_search.configio import StrictModel as Config
+
+    def _evaluate(self, arch, blueprint, seed):
+        import torch
+
+        return Measurement(float(torch.get_num_threads()), 1, 1, 1.0, 1.0, 1)
+
+
+def test_every_inline_search_runs_with_its_own_thread_count_and_restores_the_process_setting():
+    """Two searches in one process with different threads_per_worker each get theirs (the second
+    used to inherit the first one's), and the caller's torch setting is given back afterwards."""
+    import torch
+
+    from gtn_search.executors import InlineExecutor
+    from search_spaces.blueprint import blueprint_preset
+
+    arch = CellSearchSpace.from_mapping("gtn-nas", where="space").sample(np.random.default_rng(0))
+    bp = blueprint_preset("mnist-tiny", where="blueprint")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        for threads in (2, 1, 2):
+            executor = InlineExecutor(threads)
+            executor.submit(0, ThreadCountEvaluator(), arch, bp, 0)
+            executor.submit(1, ThreadCountEvaluator(), arch, bp, 1)
+            assert [r.score for _, r, _ in executor.wait()] == [float(threads)] * 2
+            executor.shutdown()
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
