@@ -179,9 +179,12 @@ def main() -> None:
             line += (f", {best['median']:.2f}x the best 1-worker setup of the same round (median of {args.rounds} "
                      f"rounds, range {best['min']:.2f}-{best['max']:.2f})")
         print(line)
-    scores = {json.dumps(run["scores"]) for rs in runs.values() for run in rs}
-    results["identical_trials"] = len(scores) == 1
-    print(f"identical trials and scores (4 decimals) in every run: {len(scores) == 1}")
+    groups: dict[int, set[str]] = {}  # torch threads per trial -> the distinct score lists of its runs
+    for key, rs in runs.items():
+        groups.setdefault(RUNS[key][1]["threads_per_worker"], set()).update(json.dumps(r["scores"]) for r in rs)
+    identical = all(len(v) == 1 for v in groups.values())
+    results["identical_trials"] = identical
+    print(f"identical trials and scores (4 decimals) in every run with the same torch threads per trial: {identical}")
     results["machine"] = ceilings
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

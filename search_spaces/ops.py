@@ -86,6 +86,28 @@ class FactorizedReduce(nn.Module):
         return self.bn(torch.cat([self.conv_a(x), self.conv_b(shifted)], dim=1))
 
 
+def _to_contiguous(grad: torch.Tensor) -> torch.Tensor:
+    return grad.contiguous()
+
+
+def channels_last_pool(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``pool(x)`` for a CPU tensor ``x``, computed in channels-last layout, bitwise equal to ``pool(x)``.
+
+    PyTorch's CPU pooling kernels vectorise over channels in channels-last layout and run one
+    scalar loop per output in NCHW: forward + backward 1.2-3.6x faster for the small maps of NAS
+    cells, GTN-evaluator trials 7-13% faster (``benchmarks/pool_layout.py``). The result, and the gradient handed back
+    to the layers before, are NCHW again, so the convolutions around a pool compute exactly what
+    they computed before (the same float sums in the same order; a gradient left in channels-last
+    layout would make the convolution's backward pass choose another summation order).
+    """
+    if x.device.type != "cpu" or x.dim() != 4:
+        return pool(x)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    if xc.requires_grad and xc is not x:
+        xc.register_hook(_to_contiguous)
+    return pool(xc).contiguous()
+
+
 class Pool(nn.Module):
     """Max or average pooling with 'same' (ceil) output size; a 1x1 conv if channels change."""
 
@@ -103,7 +125,7 @@ class Pool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.k % 2 == 0 and self.stride == 1:  # even kernel, stride 1: pad right/bottom to keep size
             x = F.pad(x, (0, self.k - 1, 0, self.k - 1), mode="replicate")
-        x = self.pool(x)
+        x = channels_last_pool(self.pool, x)
         return x if self.proj is None else self.proj(x)
 
 

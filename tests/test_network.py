@@ -101,3 +101,68 @@ def test_auxiliary_head_and_drop_path():
     assert logits.shape == aux.shape == (2, 10)
     net.eval()
     assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def _plain_pool(pool, x):
+    return pool(x)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("k", [2, 3, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_channels_last_pooling_is_bitwise_equal_to_nchw_pooling(monkeypatch, kind, k, stride):
+    """The fast pooling path changes no number: outputs, gradients and second-order gradients
+    (meta-training differentiates through the inner loop) equal plain NCHW pooling bit for bit,
+    also with ties (a pooled map has many equal neighbours) and with a 1x1 projection."""
+    from search_spaces import ops
+
+    torch.manual_seed(k * 10 + stride)
+    base = torch.randn(4, 6, 9, 9)
+    inputs = {"random": base, "ties": torch.nn.functional.max_pool2d(base, 3, 1, 1)}
+    for c_out in (6, 8):
+        torch.manual_seed(0)
+        module = ops.Pool(kind, 6, c_out, k, stride)
+        for name, x0 in inputs.items():
+            results = []
+            for impl in (ops.channels_last_pool, _plain_pool):
+                monkeypatch.setattr(ops, "channels_last_pool", impl)
+                x = x0.clone().requires_grad_(True)
+                y = module(x)
+                (gx,) = torch.autograd.grad((y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum(), x,
+                                            create_graph=True)
+                (ggx,) = torch.autograd.grad((gx * gx).sum(), x, allow_unused=True)
+                results.append((y.detach(), gx.detach(), ggx))
+                assert y.is_contiguous() and gx.is_contiguous()
+            (y1, g1, gg1), (y2, g2, gg2) = results
+            assert torch.equal(y1, y2), (name, c_out)
+            assert torch.equal(g1, g2), (name, c_out)
+            assert (gg1 is None and gg2 is None) or torch.equal(gg1, gg2), (name, c_out)
+
+
+def test_training_through_pools_is_unchanged_by_the_channels_last_path(monkeypatch):
+    """A learner with pools trained by the GTN inner loop ends with the same parameters, and the
+    meta-gradient into the synthetic images is the same, with and without the fast pooling path."""
+    from gtn_search.gtn.unroll import unroll
+    from search_spaces import ops
+
+    def learner():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8, track_running_stats=False),
+                             nn.LeakyReLU(0.1), ops.Pool("max", 8, 8, 3, 1), nn.Conv2d(8, 8, 3, padding=1),
+                             ops.Pool("avg", 8, 8, 2, 2), ops.Pool("max", 8, 12, 2, 1), nn.Flatten(),
+                             nn.Linear(12 * 5 * 5, 10))
+
+    torch.manual_seed(1)
+    images, targets = torch.randn(3, 16, 1, 9, 9), torch.randint(0, 10, (3, 16))
+    lr, mom = torch.full((3,), 0.05), torch.full((3,), 0.5)
+    outcomes = []
+    for impl in (ops.channels_last_pool, _plain_pool):
+        monkeypatch.setattr(ops, "channels_last_pool", impl)
+        synthetic = images.clone().requires_grad_(True)
+        out = unroll(learner(), synthetic, targets, lr, mom, create_graph=True)
+        final = {n: p.detach() for n, p in out.params.items()}
+        (meta_grad,) = torch.autograd.grad(sum(p.square().sum() for p in out.params.values()), synthetic)
+        outcomes.append((final, meta_grad))
+    (p1, m1), (p2, m2) = outcomes
+    assert all(torch.equal(p1[n], p2[n]) for n in p1)
+    assert torch.equal(m1, m2) and m1.abs().sum() > 0
