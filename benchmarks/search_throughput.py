@@ -16,7 +16,7 @@ configuration measured after another would carry that drift into the ratio.
 Target: >= 1.7x the trials per hour with 2 workers as with 1 on a 2-core machine (compared with
 the better of the two 1-worker set-ups, 1 or 2 torch threads).
 
-The machine's own ceiling is measured first (no torch, no shared data): a cache-resident
+The machine's own ceiling is measured before each round (no torch, no shared data): a cache-resident
 pure-Python loop and a memory-bound array copy, each run alone and as two processes at once;
 ``2 x alone / together`` is the most two processes doing such work can gain here.
 """

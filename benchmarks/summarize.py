@@ -75,15 +75,38 @@ def throughput() -> None:
     r = load("search_throughput.json")
     if r is None:
         return
-    print("| executor | trials | seconds | trials per hour (end to end) | vs 1 worker | trials per hour (steady state) "
-          "| vs 1 worker | mean seconds per trial |")
-    print("|---|---|---|---|---|---|---|---|")
-    for label, v in r.items():
-        if isinstance(v, dict) and "trials_per_hour" in v:
-            print(f"| {label} | {v['trials']} | {v['seconds']:.1f} | {v['trials_per_hour']:.0f} | "
-                  f"{v['speedup_vs_1_worker']:.2f}x | {v.get('steady_trials_per_hour', float('nan')):.0f} | "
-                  f"{v.get('steady_speedup_vs_1_worker', float('nan')):.2f}x | "
-                  f"{v.get('mean_trial_seconds', float('nan')):.2f} |")
+
+    def spread(v: dict, key: str) -> str:
+        x = v.get(key)
+        return "n/a" if x is None else f"{x['median']:.2f}x ({x['min']:.2f}-{x['max']:.2f})"
+
+    rounds = r["settings"]["rounds"]
+    print(f"| executor | trials | trials per hour (end to end) | trials per hour (steady state) | mean seconds per "
+          f"trial | steady state vs 1 worker, 1 thread (median of {rounds} rounds, range) | vs 1 worker, 2 threads |")
+    print("|---|---|---|---|---|---|---|")
+    for label, v in r["configs"].items():
+        print(f"| {label} | {v['trials']} | {v['trials_per_hour']:.0f} | {v['steady_trials_per_hour']:.0f} | "
+              f"{v['mean_trial_seconds']:.2f} | {spread(v, 'steady_speedup_vs_1w1t')} | "
+              f"{spread(v, 'steady_speedup_vs_1w2t')} |")
+    ceilings = r.get("machine", [])
+    if ceilings:
+        print()
+        print("machine ceiling per round (loop, memory stream): " + ", ".join(
+            f"{c['loop_two_process_ceiling']:.2f}x / {c['memory_stream_two_process_ceiling']:.2f}x" for c in ceilings))
+    print()
+
+
+def pool_layout() -> None:
+    r = load("pool_layout.json")
+    if r is None:
+        return
+    print("| torch threads | seconds per trial, NCHW pooling | channels-last pooling | speed-up | identical scores |")
+    print("|---|---|---|---|---|")
+    for t in r["trials"]:
+        print(f"| {t['threads']} | {t['nchw_seconds']:.2f} | {t['channels_last_seconds']:.2f} | {t['speedup']:.2f}x | "
+              f"{'yes' if t['identical_scores'] else 'no'} ({t['archs']} architectures) |")
+    speedups = [v["speedup"] for v in r["ops"].values()]
+    print(f"\npooling ops alone (forward + backward, batch 64): {min(speedups):.1f}x-{max(speedups):.1f}x")
     print()
 
 
@@ -126,5 +149,6 @@ if __name__ == "__main__":
     gtn_vs_real()
     overhead()
     throughput()
+    pool_layout()
     compare()
     misc()
