@@ -95,10 +95,10 @@ def channels_last_pool(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
     PyTorch's CPU pooling kernels vectorise over channels in channels-last layout and run one
     scalar loop per output in NCHW: forward + backward 1.2-3.6x faster for the small maps of NAS
-    cells, GTN-evaluator trials 7-13% faster (``benchmarks/pool_layout.py``). The result, and the gradient handed back
-    to the layers before, are NCHW again, so the convolutions around a pool compute exactly what
-    they computed before (the same float sums in the same order; a gradient left in channels-last
-    layout would make the convolution's backward pass choose another summation order).
+    cells, GTN-evaluator trials 7-13% faster (``benchmarks/pool_layout.py``). The result, and the
+    gradient handed back to the layers before, are NCHW again, so the convolutions around a pool
+    compute exactly what they computed before (the same float sums in the same order; a gradient
+    left in channels-last layout would make the convolution's backward pass sum in another order).
     """
     if x.device.type != "cpu" or x.dim() != 4:
         return pool(x)
