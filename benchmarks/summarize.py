@@ -71,10 +71,11 @@ def overhead() -> None:
     print()
 
 
-def throughput() -> None:
-    r = load("search_throughput.json")
+def throughput(name: str = "search_throughput.json") -> None:
+    r = load(name)
     if r is None:
         return
+    print(f"{name}:")
 
     def spread(v: dict, key: str) -> str:
         x = v.get(key)
@@ -149,6 +150,7 @@ if __name__ == "__main__":
     gtn_vs_real()
     overhead()
     throughput()
+    throughput("search_throughput_repeat.json")
     pool_layout()
     compare()
     misc()
