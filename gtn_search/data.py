@@ -41,6 +41,8 @@ DATASETS: tuple[str, ...] = (
 
 #: Environment variable naming the data root when no explicit root is given.
 ENV_DATA_ROOT = "GTN_SEARCH_DATA"
+#: Environment variable that, when set to anything but "" or "0", forbids every download.
+ENV_OFFLINE = "GTN_SEARCH_OFFLINE"
 
 _DIGITS = tuple(str(i) for i in range(10))
 
@@ -153,6 +155,11 @@ def _cache_data_dir() -> Path:
     return Path(base) / "gtn-search" / "data"
 
 
+def offline() -> bool:
+    """Whether ``$GTN_SEARCH_OFFLINE`` forbids downloads (clusters without network, the test suite)."""
+    return os.environ.get(ENV_OFFLINE, "") not in ("", "0")
+
+
 def resolve_data_root(data_root: str | os.PathLike[str] | None = None) -> Path:
     """The data root: explicit argument > ``$GTN_SEARCH_DATA`` > ``~/.cache/gtn-search/data``.
 
@@ -193,8 +200,8 @@ def load_dataset(
     ``val``-default indices form the test part). ``val_size`` defaults to 10 000 for the MNIST
     family, 5 000 for CIFAR/SVHN and 10 % of the images for ``imagefolder``.
 
-    ``download=False`` forbids network access; archives already under the root are still
-    extracted. ``image_size`` and ``channels`` (1 or 3) apply to ``imagefolder`` only. ``limit``
+    ``download=False`` (or ``$GTN_SEARCH_OFFLINE=1``) forbids network access; archives already
+    under the root are still extracted. ``image_size`` and ``channels`` (1 or 3) apply to ``imagefolder`` only. ``limit``
     keeps the first ``limit`` examples of each split after splitting; mean/std still come from
     the whole training part so that smoke runs see the same normalisation as full runs.
     """
@@ -207,7 +214,7 @@ def load_dataset(
         if canonical == "imagefolder":
             raw = _read_imagefolder(root, image_size, channels or 3)
         else:
-            raw = _read_builtin(canonical, root, download)
+            raw = _read_builtin(canonical, root, download and not offline())
         _CACHE[key] = _assemble(canonical, raw, val_size, split_seed, limit)
     return _CACHE[key]
 
@@ -421,8 +428,9 @@ def _load_error(
         expected += f" (or their extracted files in {', '.join(folders)})"
     else:
         expected = ", ".join(str(root / path) for path in spec.extracted)
-    fetch = f"download failed ({reason})" if download else "downloading is off (download=False)"
-    allow = "" if download else ", or allow download"
+    off = f"${ENV_OFFLINE} is set" if offline() else "download=False"
+    fetch = f"download failed ({reason})" if download else f"downloading is off ({off})"
+    allow = "" if download else (f", or unset ${ENV_OFFLINE}" if offline() else ", or allow download")
     return DatasetError(
         f"dataset '{name}' not found in {root}: expected {expected}; {fetch}; fix: put the files "
         f"there, or point --data-root or ${ENV_DATA_ROOT} at a folder that has them{allow}"

@@ -1,5 +1,10 @@
 """Shared pytest fixtures.
 
+Hermetic by construction: every run gets an empty cache folder (``$XDG_CACHE_HOME`` in the
+session's tmp folder), no data root from the environment, and ``$GTN_SEARCH_OFFLINE=1`` so that
+nothing downloads, even in subprocesses; pytest-socket (``addopts`` in pyproject.toml) makes any
+connection to a host other than loopback fail the test.
+
 Real data: the official MNIST-family archives (torchvision layout, ``<dir>/MNIST/raw/*.gz``) are
 kept read-only in ``$GTN_SEARCH_TEST_DATA``, or by default in the repository's sibling folder
 ``../shared/data`` (or ``/work/shared/data``). Tests that need them are skipped when they are absent; tests never download.
@@ -23,6 +28,19 @@ def _shared_data_location() -> Path:
         return Path(configured).expanduser()
     candidates = [Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")]
     return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hermetic_environment(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """An empty cache, no ``$GTN_SEARCH_DATA``, downloads off: what a machine that never ran us has."""
+    from gtn_search.data import ENV_DATA_ROOT, ENV_OFFLINE, clear_cache
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        env.delenv(ENV_DATA_ROOT, raising=False)
+        env.setenv(ENV_OFFLINE, "1")
+        clear_cache()
+        yield
 
 
 @pytest.fixture(scope="session")

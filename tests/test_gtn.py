@@ -305,3 +305,36 @@ def test_cli_train_resume_sample_eval(tmp_path, mnist_root, capsys):
     assert "+-" in capsys.readouterr().out
     assert main(["gtn", "eval", str(tmp_path / "g.png")]) == 1
     assert "corrupt or truncated" in capsys.readouterr().err
+
+
+def test_sample_from_a_checkpoint_needs_no_dataset(tmp_path, mnist_root, capsys, monkeypatch):
+    """``gtn sample`` draws a checkpoint's curriculum from the checkpoint alone (issue 12, part 1)."""
+    import gtn_search.data
+    from gtn_search.cli import main
+    from gtn_search.gtn.meta_train import teaching_set_from_checkpoint
+
+    out = tmp_path / "run"
+    sets = [f"--set={k}={v}" for k, v in {**TINY, "inner_steps": 3, "meta_iterations": 2}.items()
+            if not isinstance(v, dict)]
+    sets += ["--set=generator={noise_dim: 8, hidden: 32, channels: 8}",
+             "--set=learner={kind: conv, channels: [4, 8], hidden: 16}"]
+    assert main(["gtn", "train", "--out", str(out), "--data-root", str(mnist_root), "--no-progress",
+                 "--threads", "1", *sets]) == 0
+    saved = TeachingSet.load(out / "teaching_set.pt")
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("gtn sample must not load a dataset")
+
+    monkeypatch.setattr(gtn_search.data, "load_dataset", no_data)
+    rebuilt = teaching_set_from_checkpoint(out / "checkpoint.pt")
+    assert torch.equal(rebuilt.images.half().float(), saved.images)
+    assert (rebuilt.mean, rebuilt.std, rebuilt.dataset) == (saved.mean, saved.std, "mnist")
+    assert main(["gtn", "sample", str(out / "checkpoint.pt"), "--out", str(tmp_path / "g.png")]) == 0
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+    # a checkpoint written before mean/std were stored still samples (display scaled per image)
+    from gtn_search.tensorfile import save_tensor_file
+
+    old = {k: v for k, v in read_checkpoint(out / "checkpoint.pt").items() if k not in ("mean", "std")}
+    save_tensor_file(tmp_path / "old.pt", old)
+    assert teaching_set_from_checkpoint(tmp_path / "old.pt").mean == ()
+    assert main(["gtn", "sample", str(tmp_path / "old.pt"), "--out", str(tmp_path / "old.png")]) == 0

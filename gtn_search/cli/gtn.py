@@ -109,13 +109,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _teaching_set_from(source: Path):  # type: ignore[no-untyped-def]
-    """A teaching set read from a teaching-set file, or exported from a GTN checkpoint."""
-    from gtn_search.gtn.meta_train import CHECKPOINT_FORMAT, MetaTrainer
+    """A teaching set read from a teaching-set file, or exported from a GTN checkpoint (no dataset needed)."""
+    from gtn_search.gtn.meta_train import CHECKPOINT_FORMAT, teaching_set_from_checkpoint
     from gtn_search.gtn.teaching_set import TeachingSet
     from gtn_search.tensorfile import file_format
 
     if file_format(source) == CHECKPOINT_FORMAT:
-        return MetaTrainer.from_checkpoint(source).teaching_set()
+        return teaching_set_from_checkpoint(source)
     return TeachingSet.load(source)
 
 

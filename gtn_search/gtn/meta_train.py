@@ -135,17 +135,7 @@ class MetaTrainer:
     # -- monitoring and export -------------------------------------------------------------------
     def teaching_set(self) -> TeachingSet:
         """The current curriculum frozen into tensors (the learner-facing images and schedule)."""
-        self.gtn.train()
-        with torch.no_grad():
-            images, targets = self.gtn.teaching_batches(torch_rng(self.config.seed, "teaching-set"))
-            lr, momentum = self.gtn.schedule()
-        return TeachingSet(
-            images=images.detach().clone(), targets=targets.detach().clone(), lr=lr.detach().clone(),
-            momentum=momentum.detach().clone(), dataset=self.data.name, num_classes=self.data.num_classes,
-            mean=self.data.mean, std=self.data.std,
-            info={"config": self.config.to_mapping(), "meta_iterations_done": self.iteration,
-                  "image_shape": list(self.data.shape)},
-        )
+        return _freeze(self.gtn, self.config, self.data.name, self.data.mean, self.data.std, self.iteration)
 
     def monitor(self) -> float:
         """Validation accuracy (on ``monitor_size`` images) of a fixed fresh learner trained on the teaching set."""
@@ -191,6 +181,8 @@ class MetaTrainer:
             "dataset": self.data.name,
             "image_shape": list(self.data.shape),
             "num_classes": self.data.num_classes,
+            "mean": list(self.data.mean),
+            "std": list(self.data.std),
             "iteration": self.iteration,
             "nonfinite_streak": self.nonfinite_streak,
             "gtn": self.gtn.state_dict(),
@@ -245,3 +237,38 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(state["config"], dict):
         raise CheckpointError(f"{path}: field 'config' is not a mapping")
     return state
+
+
+def teaching_set_from_checkpoint(path: str | os.PathLike[str]) -> TeachingSet:
+    """The teaching set of a GTN checkpoint, from the checkpoint alone (no dataset is loaded).
+
+    Checkpoints written before the dataset's mean/std were stored give a teaching set without
+    them (drawings then scale each image to its own range).
+    """
+    state = read_checkpoint(path)
+    from gtn_search.configio import parse_model
+
+    config = parse_model(GTNConfig, state["config"], f"{path}: config")
+    shape = tuple(int(v) for v in state["image_shape"])
+    with torch_seed(derive_seed(config.seed, "gtn-init")):
+        gtn = GTN(config, shape, int(state["num_classes"]))  # type: ignore[arg-type]
+    try:
+        gtn.load_state_dict(state["gtn"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: does not match its own configuration ({str(exc).splitlines()[0][:160]})") from None
+    mean, std = (tuple(float(v) for v in state.get(key, ())) for key in ("mean", "std"))
+    return _freeze(gtn, config, str(state["dataset"]), mean, std, int(state["iteration"]))
+
+
+def _freeze(gtn: GTN, config: GTNConfig, dataset: str, mean: tuple[float, ...], std: tuple[float, ...],
+            iteration: int) -> TeachingSet:
+    """The GTN's curriculum and schedule as plain tensors (the learner-facing teaching set)."""
+    gtn.train()
+    with torch.no_grad():
+        images, targets = gtn.teaching_batches(torch_rng(config.seed, "teaching-set"))
+        lr, momentum = gtn.schedule()
+    return TeachingSet(
+        images=images.detach().clone(), targets=targets.detach().clone(), lr=lr.detach().clone(),
+        momentum=momentum.detach().clone(), dataset=dataset, num_classes=gtn.num_classes, mean=mean, std=std,
+        info={"config": config.to_mapping(), "meta_iterations_done": iteration, "image_shape": list(gtn.image_shape)},
+    )
