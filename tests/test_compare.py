@@ -12,7 +12,7 @@ from scipy import stats
 import gtn_search.compare.run as compare_run
 from gtn_search.cli import main
 from gtn_search.compare import load_compare_config, run_compare
-from gtn_search.compare.analysis import correlation, cost_to_reach, top_fraction
+from gtn_search.compare.analysis import correlation, cost_to_reach, noise_ceiling, top_fraction
 from gtn_search.evaluators.base import Evaluator
 
 TINY_BP = {"input_shape": [1, 28, 28], "channels": 2, "stages": 1, "cells_per_stage": 1, "stem_multiplier": 2}
@@ -43,6 +43,40 @@ def test_analysis_helpers():
     curve = [(10, 0.2), (100, 0.4), (1000, 0.8)]
     assert cost_to_reach(curve, 0.6) == pytest.approx(10 ** 2.5)  # log-linear between 100 and 1000
     assert cost_to_reach(curve, 0.1) == 10 and cost_to_reach(curve, 0.9) is None
+
+
+def test_noise_ceiling_is_the_seed_to_seed_rank_correlation():
+    table = [[0.90, 0.91, 0.89], [0.80, 0.84, 0.82], [0.85, 0.83, 0.86], [0.70, 0.72, 0.71], [0.95, 0.90, 0.93]]
+    nc = noise_ceiling(table, bootstrap=200)
+    cols = list(zip(*table))
+    pairs = [stats.spearmanr(cols[a], cols[b]).statistic for a, b in ((0, 1), (0, 2), (1, 2))]
+    assert nc.replicates == 3 and nc.n == 5 and nc.pairwise == pytest.approx(sum(pairs) / 3)
+    assert nc.of_mean == pytest.approx(3 * nc.pairwise / (1 + 2 * nc.pairwise))
+    two = noise_ceiling([row[:2] for row in table], bootstrap=200)
+    assert two.pairwise == pytest.approx(pairs[0]) and two.pairwise_ci[0] <= two.pairwise <= two.pairwise_ci[1]
+    assert math.isnan(noise_ceiling([[0.9], [0.8], [0.7]]).pairwise)
+
+
+def test_replicated_ground_truth_reuses_the_single_seed_run_and_reports_the_noise_ceiling(
+        tmp_path, tiny_teaching_set, mnist_root, monkeypatch):
+    base = tiny_config(tmp_path, tiny_teaching_set, mnist_root, num_architectures=4)
+    base["proxies"] = [p for p in base["proxies"] if p["label"] == "params"]
+    single = run_compare(load_compare_config_from(tmp_path, base), progress=False)
+    assert "noise ceiling is unknown" in (tmp_path / "cmp" / "report.md").read_text()
+    calls = []
+    real_train = compare_run.train_final
+    monkeypatch.setattr(compare_run, "train_final", lambda *a, **k: calls.append(a[-1]) or real_train(*a, **k))
+    base["ground_truth"] = {**base["ground_truth"], "replicates": 2}
+    double = run_compare(load_compare_config_from(tmp_path, base), progress=False)
+    assert len(calls) == 4 and 0 not in calls  # only replicate 1 trained; replicate 0 is the stored single run
+    for one, two in zip(single["ground_truth"], double["ground_truth"]):
+        first, second = two["replicate_accuracies"]
+        assert first == one["test_accuracy"] and two["test_accuracy"] == pytest.approx((first + second) / 2)
+    reps = [g["replicate_accuracies"] for g in double["ground_truth"]]
+    expected = stats.spearmanr([r[0] for r in reps], [r[1] for r in reps]).statistic
+    nc = double["noise_ceiling"]
+    assert nc["replicates"] == 2 and nc["pairwise"] == pytest.approx(expected, nan_ok=True)
+    assert "Noise ceiling of the ground truth" in (tmp_path / "cmp" / "report.md").read_text()
 
 
 def test_compare_end_to_end_and_resume(tmp_path, tiny_teaching_set, mnist_root, monkeypatch):

@@ -62,3 +62,32 @@ def cost_to_reach(curve: list[tuple[float, float]], target: float) -> float | No
             frac = (target - r0) / (r - r0) if r > r0 else 1.0
             return math.exp(math.log(c0) + frac * (math.log(c) - math.log(c0)))
     return None
+
+
+@dataclass
+class NoiseCeiling:
+    """How well the ground truth ranks architectures against itself, from independent replicates.
+
+    ``pairwise`` is the Spearman correlation between two replicates (with a bootstrap interval; the
+    mean over all pairs when there are more than two); ``of_mean`` is the Spearman-Brown estimate of
+    the reliability of the mean of all ``replicates``: ``R r / (1 + (R - 1) r)``.
+    """
+
+    replicates: int
+    n: int
+    pairwise: float
+    pairwise_ci: tuple[float, float]
+    of_mean: float
+
+
+def noise_ceiling(accuracies: list[list[float]], bootstrap: int = 1000, seed: int = 0) -> NoiseCeiling:
+    """The noise ceiling from per-architecture replicate accuracies (``accuracies[i][r]``)."""
+    table = np.asarray(accuracies, dtype=float)
+    n, reps = table.shape if table.ndim == 2 else (len(table), 1)
+    if reps < 2:
+        return NoiseCeiling(reps, n, math.nan, (math.nan, math.nan), math.nan)
+    first = correlation(list(table[:, 0]), list(table[:, 1]), bootstrap, seed)
+    pairs = [_rho(table[:, a], table[:, b])[0] for a in range(reps) for b in range(a + 1, reps)]
+    r = float(np.mean(pairs)) if reps > 2 else first.spearman
+    ci = first.spearman_ci if reps == 2 else (math.nan, math.nan)
+    return NoiseCeiling(reps, n, r, ci, reps * r / (1 + (reps - 1) * r) if not math.isnan(r) else math.nan)

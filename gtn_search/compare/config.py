@@ -19,6 +19,16 @@ class GroundTruthConfig(StrictModel):
     blueprint: str | dict[str, Any] | None = None
     recipe: TrainConfig = TrainConfig()
     seed: int = Field(default=0, ge=0)
+    #: independent trainings per architecture (replicate 0 uses ``seed``); the ground truth is their
+    #: mean test accuracy and, with two or more, the report gives the seed-to-seed rank correlation
+    #: (the noise ceiling no proxy can be expected to beat)
+    replicates: int = Field(default=1, ge=1, le=20)
+
+    def replicate_seeds(self) -> list[int]:
+        """The training seed of every replicate: ``seed``, then derived ones."""
+        from gtn_search.seeding import derive_seed
+
+        return [self.seed] + [derive_seed(self.seed, "ground-truth-replicate", r) for r in range(1, self.replicates)]
 
 
 class ProxyConfig(StrictModel):

@@ -26,6 +26,22 @@ def _main_gtn(results: dict[str, Any]) -> dict[str, Any] | None:
     return max(gtn, key=lambda r: r["steps"]) if gtn else None
 
 
+def _noise_ceiling_lines(results: dict[str, Any]) -> list[str]:
+    """The ground truth's own seed-to-seed rank correlation (absent for single-seed ground truth)."""
+    nc = results.get("noise_ceiling")
+    if not nc or nc["replicates"] < 2:
+        return ["Ground truth from one training seed per architecture: its noise ceiling is unknown.", ""]
+    lo, hi = nc["pairwise_ci"]
+    interval = "" if lo is None or (isinstance(lo, float) and math.isnan(lo)) else f" [{_f(lo, 2)}, {_f(hi, 2)}]"
+    return [
+        "## Noise ceiling of the ground truth", "",
+        (f"Every architecture was final-trained {nc['replicates']} times with independent seeds (n = {nc['n']}). "
+         f"Seed-to-seed Spearman between two replicates: **{_f(nc['pairwise'])}**{interval}; estimated reliability "
+         f"of their mean (the ground truth used below; Spearman-Brown): **{_f(nc['of_mean'])}**. A proxy cannot be "
+         f"expected to correlate with the ground truth much above this."), "",
+    ]
+
+
 def write_report(results: dict[str, Any], out: Path) -> Path:
     """Write ``report.md`` and the plots into ``out``; returns the report path."""
     plot_scatter(results, out / "scatter.png")
@@ -45,6 +61,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         f"{_f(min(accs) if accs else None)} .. {_f(max(accs) if accs else None)} (median "
         f"{_f(statistics.median(accs) if accs else None)}); {len(results['ground_truth']) - len(ok)} failed; "
         f"{results['ground_truth_seconds'] / 60:.1f} min of training."), "",
+        *_noise_ceiling_lines(results),
         "## Rank correlation with the ground truth", "",
         ("Spearman and Kendall with bootstrap 95% intervals; *top 50%* = the architectures in the top half by "
         "the proxy's own score (the paper's measure). Cost = mean per architecture. Mean score = the proxy's mean "

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from gtn_search.compare.analysis import correlation, cost_to_reach, top_fraction
+from gtn_search.compare.analysis import correlation, cost_to_reach, noise_ceiling, top_fraction
 from gtn_search.compare.config import CompareConfig
 from gtn_search.compare.store import CompareStore, digest
 from gtn_search.configio import write_text_atomic
@@ -63,8 +63,11 @@ class Comparison:
         gt = config.ground_truth
         self.gt_blueprint: Blueprint = resolve_blueprint(gt.blueprint) if gt.blueprint is not None else self.blueprint
         self.data = load_dataset(config.dataset, config.data_root, limit=config.limit)
-        self.gt_key = digest({"dataset": self.data.name, "limit": config.limit, "blueprint": self.gt_blueprint.to_mapping(),
-                              "recipe": gt.recipe.model_dump(mode="json"), "seed": gt.seed})
+        #: the store key of each ground-truth replicate (replicate 0's is the key of a single-seed run)
+        self.gt_keys = [digest({"dataset": self.data.name, "limit": config.limit,
+                                "blueprint": self.gt_blueprint.to_mapping(),
+                                "recipe": gt.recipe.model_dump(mode="json"), "seed": s})
+                        for s in gt.replicate_seeds()]
         self.store = CompareStore(self.out / "compare.db")
 
     # -- architectures and ground truth ---------------------------------------------------------
@@ -83,17 +86,25 @@ class Comparison:
         return list(archs.values())
 
     def ground_truth(self, arch: Architecture) -> dict[str, Any]:
-        """The final-training result of ``arch`` (trained once, then read from the store)."""
-        cached = self.store.ground_truth(self.gt_key, arch.hash)
-        if cached is not None:
-            return cached
-        result = _ground_truth_result(arch, self.gt_blueprint, self.data, self.config.ground_truth.recipe,
-                                      self._gt_dir(arch), self.config.ground_truth.seed)
-        self.store.put_ground_truth(self.gt_key, arch.hash, result["status"], result)
-        return result
+        """The ground truth of ``arch``: every replicate trained once (then read from the store), combined.
 
-    def _gt_dir(self, arch: Architecture) -> Path:
-        return self.out / "ground_truth" / self.gt_key[:8] / arch.short_hash
+        One replicate: its final-training result. Several: the first one's fields with
+        ``test_accuracy`` the mean over replicates, ``replicate_accuracies`` each one's, and
+        ``seconds`` their sum; failed if any replicate failed.
+        """
+        seeds = self.config.ground_truth.replicate_seeds()
+        rows = []
+        for r, (key, seed) in enumerate(zip(self.gt_keys, seeds)):
+            row = self.store.ground_truth(key, arch.hash)
+            if row is None:
+                row = _ground_truth_result(arch, self.gt_blueprint, self.data, self.config.ground_truth.recipe,
+                                           self._gt_dir(arch, r), seed)
+                self.store.put_ground_truth(key, arch.hash, row["status"], row)
+            rows.append(row)
+        return combine_replicates(rows)
+
+    def _gt_dir(self, arch: Architecture, replicate: int = 0) -> Path:
+        return self.out / "ground_truth" / self.gt_keys[replicate][:8] / arch.short_hash
 
     # -- proxies ----------------------------------------------------------------------------------
     def _options(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -147,17 +158,19 @@ class Comparison:
         import os
 
         gt = self.config.ground_truth
+        replicates = list(zip(self.gt_keys, gt.replicate_seeds()))
         jobs: dict[cf.Future[dict[str, Any]], tuple[str, str, str]] = {}
         threads = max(1, (os.cpu_count() or 1) // self.config.workers)
         pool = cf.ProcessPoolExecutor(max_workers=self.config.workers, mp_context=multiprocessing.get_context("spawn"),
                                       initializer=_init_worker, initargs=(threads,))
         data_spec = (self.config.dataset, self.config.data_root, self.config.limit)
         try:
-            for arch in archs:
-                if self.store.ground_truth(self.gt_key, arch.hash) is None:
-                    fut = pool.submit(_ground_truth_job, arch, self.gt_blueprint, data_spec, gt.recipe,
-                                      self._gt_dir(arch), gt.seed)
-                    jobs[fut] = ("gt", self.gt_key, arch.hash)
+            for r, (gt_key, gt_seed) in enumerate(replicates):  # replicate 0 of every architecture first
+                for arch in archs:
+                    if self.store.ground_truth(gt_key, arch.hash) is None:
+                        fut = pool.submit(_ground_truth_job, arch, self.gt_blueprint, data_spec, gt.recipe,
+                                          self._gt_dir(arch, r), gt_seed)
+                        jobs[fut] = ("gt", gt_key, arch.hash)
             for _, name, options, key in evaluators.values():
                 for arch in archs:
                     if self.store.proxy(key, arch.hash) is None:
@@ -183,6 +196,11 @@ class Comparison:
         pool.shutdown()
 
     # -- analysis ---------------------------------------------------------------------------------
+    def noise_ceiling(self, truths: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+        """Seed-to-seed rank correlation of the ground truth (architectures whose replicates all succeeded)."""
+        table = [t.get("replicate_accuracies", [t["test_accuracy"]]) for t in truths if t["status"] == "ok"]
+        return noise_ceiling(table, self.config.bootstrap, self.config.seed)
+
     def correlations(self, archs: list[Architecture], truths: list[dict[str, Any]],
                      proxies: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         table = []
@@ -331,12 +349,25 @@ class Comparison:
             "architectures": [a.hash for a in archs],
             "ground_truth": [{"hash": a.hash, **t} for a, t in zip(archs, truths)],
             "proxy_scores": {s: [r.get("score") for r in rows] for s, rows in proxies.items()},
+            "noise_ceiling": asdict(self.noise_ceiling(truths)),
             "table": table, "speedup": self.speedups(table), "equal_budget": self.equal_budget(),
             "ground_truth_seconds": sum(t.get("seconds", 0.0) for t in truths),
         }
         write_text_atomic(self.out / "results.json", json.dumps(results, indent=2, default=str))
         write_report(results, self.out)
         return results
+
+
+def combine_replicates(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One ground-truth row from replicate rows (see :meth:`Comparison.ground_truth`)."""
+    if len(rows) == 1:
+        return rows[0]
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        return {**failed[0], "status": "failed", "replicates": len(rows)}
+    accuracies = [r["test_accuracy"] for r in rows]
+    return {**rows[0], "test_accuracy": statistics.fmean(accuracies), "replicate_accuracies": accuracies,
+            "seconds": sum(r.get("seconds", 0.0) for r in rows), "replicates": len(rows)}
 
 
 def _ground_truth_result(arch: Architecture, blueprint: Blueprint, data: Any, recipe: TrainConfig, run_dir: Path,

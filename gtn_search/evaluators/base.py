@@ -7,11 +7,17 @@ are validation accuracies (higher is better); the test split is never touched.
 :meth:`Evaluator.evaluate` is fixed: it times the subclass's :meth:`Evaluator._evaluate`, turns
 exceptions, NaN/inf and out-of-memory into a *failed* :class:`EvalResult` with the reason, and
 fills in the compute cost (SGD steps, images, FLOPs) so that budgets can be equal in compute.
+
+An evaluator whose options have ``seeds: K`` (the GTN, real-data and zero-cost evaluators) scores
+K independent initialisations of the candidate: the score is their mean, the cost their sum, and
+the metrics hold every seed's score and their standard deviation. Initialisation 0 uses the trial's
+seed itself, so ``seeds: 1`` is exactly the single-seed evaluation.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -22,6 +28,7 @@ from pydantic import BaseModel
 
 from gtn_search.configio import parse_model
 from gtn_search.errors import GTNSearchError
+from gtn_search.seeding import derive_seed
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
 from search_spaces.memory import MemoryLimitError
@@ -91,9 +98,22 @@ class Evaluator(ABC):
 
         return next((e.name for e in EVALUATORS.entries() if e.obj is cls), cls.__name__)
 
+    #: options added after the first release, left out of :meth:`describe` at their default so
+    #: that comparison stores keyed by an evaluator's description keep their keys
+    LATER_OPTIONS: ClassVar[dict[str, Any]] = {"seeds": 1}
+
     def describe(self) -> dict[str, Any]:
         """Name and options, as stored with a study and exported architectures."""
-        return {"name": self.registered_name(), "options": self.config.model_dump(mode="json")}
+        options = self.config.model_dump(mode="json")
+        for key, default in self.LATER_OPTIONS.items():
+            if key in options and options[key] == default:
+                del options[key]
+        return {"name": self.registered_name(), "options": options}
+
+    def replicate_seeds(self, seed: int) -> list[int]:
+        """The initialisation seeds a candidate is scored with: ``seed`` itself, then derived ones."""
+        k = int(getattr(self.config, "seeds", 1))
+        return [seed] + [derive_seed(seed, "replicate", i) for i in range(1, k)]
 
     def setup(self) -> None:
         """Load what evaluations need (datasets, teaching sets) now, to fail early on bad input."""
@@ -102,9 +122,7 @@ class Evaluator(ABC):
         """Score ``arch`` expanded by ``blueprint``; failures come back as ``status='failed'``."""
         start = time.perf_counter()
         try:
-            m = self._evaluate(arch, blueprint, seed)
-            if not math.isfinite(m.score):
-                raise NonFiniteScore(f"non-finite score {m.score}")
+            m = self._replicated(arch, blueprint, seed)
         except NonFiniteScore as exc:
             return EvalResult("failed", error=f"NaN/inf during training: {exc}", wall_seconds=time.perf_counter() - start)
         except MemoryError:
@@ -125,6 +143,24 @@ class Evaluator(ABC):
             images_seen=m.images_seen, train_flops=m.train_flops, eval_flops=m.eval_flops, params=m.params,
             metrics=m.metrics,
         )
+
+    def _replicated(self, arch: Architecture, blueprint: Blueprint, seed: int) -> Measurement:
+        """``_evaluate`` for every replicate seed, combined: mean score, summed cost."""
+        runs = []
+        for s in self.replicate_seeds(seed):
+            m = self._evaluate(arch, blueprint, s)
+            if not math.isfinite(m.score):
+                raise NonFiniteScore(f"non-finite score {m.score}" + (f" (seed {s})" if runs else ""))
+            runs.append(m)
+        if len(runs) == 1:
+            return runs[0]
+        scores = [m.score for m in runs]
+        first = runs[0]
+        metrics = {**first.metrics, "seed_scores": scores, "score_std": statistics.stdev(scores)}
+        return Measurement(score=statistics.fmean(scores), sgd_steps=sum(m.sgd_steps for m in runs),
+                           images_seen=sum(m.images_seen for m in runs),
+                           train_flops=sum(m.train_flops for m in runs), eval_flops=sum(m.eval_flops for m in runs),
+                           params=first.params, metrics=metrics)
 
     @abstractmethod
     def _evaluate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> Measurement:

@@ -32,6 +32,8 @@ class GTNEvaluatorConfig(StrictModel):
     steps: int | None = Field(default=None, ge=1)
     val_size: int = Field(default=2000, ge=2)
     eval_batch: int = Field(default=1000, ge=2)
+    #: independent initialisations per candidate (score = their mean, cost = their sum)
+    seeds: int = Field(default=1, ge=1, le=64)
 
 
 @lru_cache(maxsize=4)

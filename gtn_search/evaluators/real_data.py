@@ -39,6 +39,8 @@ class RealDataEvaluatorConfig(StrictModel):
     style: Literal["learner", "blueprint"] = "learner"
     val_size: int = Field(default=2000, ge=2)
     eval_batch: int = Field(default=1000, ge=2)
+    #: independent initialisations per candidate (score = their mean, cost = their sum)
+    seeds: int = Field(default=1, ge=1, le=64)
 
     @model_validator(mode="after")
     def _one_length(self) -> RealDataEvaluatorConfig:

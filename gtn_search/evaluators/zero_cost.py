@@ -59,6 +59,8 @@ class ZeroCostConfig(StrictModel):
     #: 'learner' builds candidates like GTN learners (comparable with the GTN evaluator);
     #: 'blueprint' uses the blueprint's own layer style
     style: Literal["learner", "blueprint"] = "learner"
+    #: independent initialisations per candidate (score = their mean, cost = their sum)
+    seeds: int = Field(default=1, ge=1, le=64)
 
 
 class _ZeroCost(Evaluator):
