@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gtn_search.cli.search",
     "gtn_search.cli.train",
     "gtn_search.cli.compare",
+    "gtn_search.cli.report",
     "gtn_search.cli.quickstart",
     "gtn_search.cli.plugins",
 )
