@@ -21,6 +21,7 @@ from gtn_search.registry import OPS
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
 from search_spaces.cell import Cell
+from search_spaces.layout import to_network_layout
 from search_spaces.ops import FactorizedReduce, ReLUConvBN
 
 
@@ -144,7 +145,7 @@ class Network(nn.Module):
                 module.p = float(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        s0 = s1 = self.stem(x)
+        s0 = s1 = to_network_layout(self.stem(x))  # channels-last from here on (search_spaces.layout)
         aux = None
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gtn_search.registry import OPS
+from search_spaces.layout import is_channels_last
 
 
 class ReLUConvBN(nn.Sequential):
@@ -100,8 +101,8 @@ def channels_last_pool(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
     compute exactly what they computed before (the same float sums in the same order; a gradient
     left in channels-last layout would make the convolution's backward pass sum in another order).
     """
-    if x.device.type != "cpu" or x.dim() != 4:
-        return pool(x)
+    if x.device.type != "cpu" or x.dim() != 4 or is_channels_last(x):
+        return pool(x)  # already channels-last: a network in that layout (search_spaces.layout)
     xc = x.contiguous(memory_format=torch.channels_last)
     if xc.requires_grad and xc is not x:
         xc.register_hook(_to_contiguous)

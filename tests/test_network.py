@@ -166,3 +166,62 @@ def test_training_through_pools_is_unchanged_by_the_channels_last_path(monkeypat
     (p1, m1), (p2, m2) = outcomes
     assert all(torch.equal(p1[n], p2[n]) for n in p1)
     assert torch.equal(m1, m2) and m1.abs().sum() > 0
+
+
+# --- channels-last layout (search_spaces.layout) -------------------------------------------------
+LEARNER_BP = {"input_shape": [1, 28, 28], "channels": 4, "stages": 2, "cells_per_stage": 1, "stem_multiplier": 2,
+              "norm": "batch_stats", "weight_norm": True, "activation": "leaky_relu", "init": "kaiming"}
+
+
+def test_built_networks_compute_channels_last_after_the_stem():
+    from search_spaces.layout import is_channels_last, use_channels_last
+
+    space = get_space("gtn-nas-extended")
+    rng = np.random.default_rng(5)
+    for _ in range(6):
+        net = build(space.sample(rng), Blueprint.from_mapping(LEARNER_BP), seed=0)
+        seen = []
+        for cell in net.cells:
+            cell.register_forward_hook(lambda m, i, out: seen.append(is_channels_last(out)))
+        net(torch.randn(4, 1, 28, 28))
+        assert seen and all(seen)
+        seen.clear()
+        with use_channels_last(False):
+            net(torch.randn(4, 1, 28, 28))
+        assert seen and not any(seen)
+
+
+def test_channels_last_trains_like_nchw_within_float_tolerance():
+    """The fast layout changes only the order of float sums: a forward pass agrees to ~1e-5, and
+    after four inner steps (which amplify rounding differences, as a different thread count does)
+    the logits and inner losses agree to about 1% and the (second-order, tiny) meta-gradients
+    through the inner loop to a few %."""
+    from gtn_search.gtn.unroll import logits_of, unroll
+    from search_spaces.layout import use_channels_last
+
+    def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float((a - b).norm() / b.norm())
+
+    space = get_space("gtn-nas")
+    rng = np.random.default_rng(2)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(4, 16, 1, 28, 28, generator=g)
+    targets = torch.randint(0, 10, (4, 16), generator=g)
+    x_val = torch.randn(64, 1, 28, 28, generator=g)
+    for _ in range(4):
+        arch = space.sample(rng)
+        runs = []
+        for layout in (False, True):
+            imgs = images.clone().requires_grad_(True)
+            lr = torch.full((4,), 0.05, requires_grad=True)
+            with use_channels_last(layout):
+                net = build(arch, Blueprint.from_mapping(LEARNER_BP), seed=1)
+                before = net(x_val).detach()
+                res = unroll(net, imgs, targets, lr, torch.full((4,), 0.5), create_graph=True)
+                logits = logits_of(net, res.params, x_val)
+                logits.logsumexp(1).mean().backward()
+            runs.append((before, res.inner_losses, logits.detach(), imgs.grad, lr.grad))
+        (f0, l0, z0, gi0, gl0), (f1, l1, z1, gi1, gl1) = runs
+        torch.testing.assert_close(f1, f0, rtol=1e-4, atol=1e-4)
+        assert l1 == pytest.approx(l0, rel=1e-3)
+        assert rel(z1, z0) < 1e-2 and rel(gi1, gi0) < 5e-2 and rel(gl1, gl0) < 5e-2

@@ -1,0 +1,49 @@
+"""Memory layout of the networks built from cells: channels-last end to end (the default) or NCHW.
+
+NAS learners have few channels (4-16) and small maps; PyTorch's CPU convolution and pooling kernels
+are several times faster on such tensors in channels-last layout (NHWC in memory) than in NCHW,
+where they loop over one spatial plane at a time. A built network therefore switches its
+activations to channels-last right after the stem and keeps them there (convolutions, norms,
+activations, sums, concatenations and pooling all preserve the layout), so no op pays a layout
+conversion. The numbers are the same up to float rounding (sums in a different order);
+``use_channels_last(False)`` restores the NCHW path (``benchmarks/learner_speed.py`` measures both
+side by side). A run always uses one layout, so resumed runs and runs with any number of workers
+stay bit-for-bit equal to each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+_channels_last = True
+
+
+def channels_last() -> bool:
+    """Whether built networks compute in channels-last layout."""
+    return _channels_last
+
+
+@contextmanager
+def use_channels_last(enabled: bool) -> Iterator[None]:
+    """Within the block, built networks compute in channels-last (True) or NCHW (False) layout."""
+    global _channels_last
+    previous, _channels_last = _channels_last, bool(enabled)
+    try:
+        yield
+    finally:
+        _channels_last = previous
+
+
+def to_network_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (a 4-d activation) in the layout networks compute in."""
+    if _channels_last and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether a 4-d tensor is laid out channels-last (and not also plain NCHW-contiguous)."""
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
