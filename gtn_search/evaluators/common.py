@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 import torch
@@ -17,9 +18,17 @@ from search_spaces.network import build, count_flops
 Style = Literal["learner", "blueprint"]
 
 
-def dataset_for(name: str, data_root: str | None) -> DatasetTensors:
-    """The dataset, loaded once per process (``load_dataset`` caches it)."""
-    return load_dataset(name, data_root)
+def dataset_for(name: str, data_root: str | None, device: torch.device | None = None) -> DatasetTensors:
+    """The dataset, loaded once per process (``load_dataset`` caches it), on ``device`` (default CPU)."""
+    data = load_dataset(name, data_root)
+    if device is None or device.type == "cpu":
+        return data
+    return _on_device(name, data_root, str(device))
+
+
+@lru_cache(maxsize=4)
+def _on_device(name: str, data_root: str | None, device: str) -> DatasetTensors:
+    return load_dataset(name, data_root).to(torch.device(device))
 
 
 def candidate_blueprint(blueprint: Blueprint, data: DatasetTensors, style: str, norm: str = "batch_stats",
@@ -38,8 +47,9 @@ def candidate_blueprint(blueprint: Blueprint, data: DatasetTensors, style: str, 
     return bp
 
 
-def build_candidate(arch: Architecture, bp: Blueprint, seed: int, batch: int) -> tuple[nn.Module, int, int]:
-    """The network, its parameter count and its forward FLOPs per image.
+def build_candidate(arch: Architecture, bp: Blueprint, seed: int, batch: int,
+                    device: torch.device | None = None) -> tuple[nn.Module, int, int]:
+    """The network (built on the CPU, then moved to ``device``), its parameter count and its forward FLOPs per image.
 
     Before anything is allocated, the training memory at ``batch`` is estimated on the meta
     device; a network that would not fit raises :class:`MemoryLimitError` (the trial fails with the
@@ -48,7 +58,8 @@ def build_candidate(arch: Architecture, bp: Blueprint, seed: int, batch: int) ->
     check_fits(arch, bp, batch, f"candidate {arch.short_hash}")
     module = build(arch, bp, seed=seed)
     params = sum(p.numel() for p in module.parameters())
-    return module, params, count_flops(module, bp.input_shape)
+    flops = count_flops(module, bp.input_shape)
+    return (module if device is None else module.to(device)), params, flops
 
 
 def validation_split(data: DatasetTensors, size: int) -> tuple[torch.Tensor, torch.Tensor]:
