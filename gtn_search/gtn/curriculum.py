@@ -9,8 +9,8 @@ Four variants, from the paper's ablation (the full curriculum is best):
 
 Labels are fixed and balanced (index mod K). With ``soft_labels`` each sample also gets learned
 label logits (initialised to a confident one-hot), and the learner is trained on their softmax.
-Randomness (fresh noise, orders) comes from the ``torch.Generator`` passed in, so a meta-iteration
-is a pure function of its seed.
+Randomness (fresh noise, orders) comes from the CPU ``torch.Generator`` passed in (moved to the
+curriculum's device afterwards), so a meta-iteration is a pure function of its seed on any device.
 """
 
 from __future__ import annotations
@@ -56,15 +56,15 @@ class Curriculum(nn.Module):
         labels = self.labels
         soft = None if self.label_logits is None else torch.softmax(self.label_logits, dim=-1)
         if self.kind == "none":
-            noise = torch.randn(t, b, self.noise_dim, generator=rng)
+            noise = torch.randn(t, b, self.noise_dim, generator=rng).to(self.labels.device)
         elif self.kind == "full":
             noise = self.noise
         elif self.kind == "shuffled_batch":
-            order = torch.randperm(t, generator=rng)
+            order = torch.randperm(t, generator=rng).to(self.labels.device)
             noise, labels = self.noise[order], labels[order]
             soft = None if soft is None else soft[order]
         else:  # all_shuffled
-            order = torch.randperm(t * b, generator=rng)
+            order = torch.randperm(t * b, generator=rng).to(self.labels.device)
             noise = self.noise.reshape(t * b, -1)[order].view(t, b, -1)
             labels = labels.reshape(-1)[order].view(t, b)
             soft = None if soft is None else soft.reshape(t * b, -1)[order].view(t, b, -1)
