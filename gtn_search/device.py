@@ -195,6 +195,11 @@ class LossWatch:
         return steps[first], float(losses[first])
 
 
+def memory_limit(device: torch.device) -> int | None:
+    """Bytes free on a CUDA device (for refusing too-large networks up front); ``None`` elsewhere (host memory)."""
+    return torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+
+
 # -- out of memory ---------------------------------------------------------------------------------
 def oom_message(exc: BaseException) -> str | None:
     """One line for a device out-of-memory error (and the cache freed), ``None`` for anything else."""

@@ -30,7 +30,16 @@ from pydantic import Field
 from gtn_search.augment import cutout, random_crop_flip
 from gtn_search.configio import write_text_atomic
 from gtn_search.data import DatasetTensors
-from gtn_search.device import AmpOption, DeviceOption, LossWatch, autocast, device_settings, oom_message, resolve_device
+from gtn_search.device import (
+    AmpOption,
+    DeviceOption,
+    LossWatch,
+    autocast,
+    device_settings,
+    memory_limit,
+    oom_message,
+    resolve_device,
+)
 from gtn_search.errors import ConfigError, TrainingError
 from gtn_search.seeding import derive_seed
 from gtn_search.tensorfile import load_tensor_file, require_keys, save_tensor_file
@@ -152,7 +161,7 @@ def _train(arch: Architecture, blueprint: Blueprint, data: DatasetTensors, cfg: 
     from tqdm.auto import tqdm
 
     bp = blueprint.model_copy(update={"input_shape": data.shape, "num_classes": data.num_classes})
-    check_fits(arch, bp, cfg.batch_size, "final training")
+    check_fits(arch, bp, cfg.batch_size, "final training", memory_limit(device))
     module = build(arch, bp, seed=derive_seed(seed, "final-init"))
     params = sum(p.numel() for p in module.parameters())
     flops = count_flops(module, bp.input_shape)

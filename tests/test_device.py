@@ -174,6 +174,9 @@ def test_the_device_is_not_stored_so_runs_and_studies_resume_on_another_device(t
     assert "device" not in load_config(None, {"device": "cpu", "deterministic": True}).to_mapping()
     assert TrainConfig(device="cpu", deterministic=True).model_dump() == TrainConfig().model_dump()
     assert TrainConfig(amp="bf16").model_dump()["amp"] == "bf16"
+    real = {"name": "real", "options": {"steps": 8}}
+    assert SearchConfig.model_validate({"evaluator": {**real, "options": {"steps": 8, "device": "cuda"}}}).identity() \
+        == SearchConfig.model_validate({"evaluator": real}).identity()
     base = {"study": str(tmp_path / "s.db"), "evaluator": {"name": "synthetic"}, "budget": {"trials": 4}}
     first = run_search(SearchConfig.model_validate({**base, "device": "cpu"}), progress=False)
     resumed = run_search(SearchConfig.model_validate({**base, "budget": {"trials": 6}, "device": "auto",

@@ -28,7 +28,7 @@ import torch
 from pydantic import BaseModel
 
 from gtn_search.configio import parse_model
-from gtn_search.device import check_device, oom_message, resolve_device
+from gtn_search.device import check_device, device_settings, oom_message, resolve_device
 from gtn_search.errors import GTNSearchError
 from gtn_search.seeding import derive_seed
 from search_spaces.architecture import Architecture
@@ -133,7 +133,8 @@ class Evaluator(ABC):
         """Score ``arch`` expanded by ``blueprint``; failures come back as ``status='failed'``."""
         start = time.perf_counter()
         try:
-            m = self._replicated(arch, blueprint, seed)
+            with device_settings(self.device):
+                m = self._replicated(arch, blueprint, seed)
         except NonFiniteScore as exc:
             return EvalResult("failed", error=f"NaN/inf during training: {exc}", wall_seconds=time.perf_counter() - start)
         except MemoryError:

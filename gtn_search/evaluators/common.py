@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from gtn_search.data import DatasetTensors, load_dataset
+from gtn_search.device import memory_limit
 from gtn_search.errors import ConfigError
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
@@ -51,11 +52,13 @@ def build_candidate(arch: Architecture, bp: Blueprint, seed: int, batch: int,
                     device: torch.device | None = None) -> tuple[nn.Module, int, int]:
     """The network (built on the CPU, then moved to ``device``), its parameter count and its forward FLOPs per image.
 
+    On a CUDA device the limit is the GPU memory free now.
+
     Before anything is allocated, the training memory at ``batch`` is estimated on the meta
     device; a network that would not fit raises :class:`MemoryLimitError` (the trial fails with the
     estimate instead of the process dying of out-of-memory).
     """
-    check_fits(arch, bp, batch, f"candidate {arch.short_hash}")
+    check_fits(arch, bp, batch, f"candidate {arch.short_hash}", memory_limit(device) if device is not None else None)
     module = build(arch, bp, seed=seed)
     params = sum(p.numel() for p in module.parameters())
     flops = count_flops(module, bp.input_shape)

@@ -146,7 +146,7 @@ class MetaTrainer:
 
     # -- monitoring and export -------------------------------------------------------------------
     def teaching_set(self) -> TeachingSet:
-        """The current curriculum frozen into tensors (the learner-facing images and schedule)."""
+        """The current curriculum frozen into CPU tensors (the learner-facing images and schedule)."""
         return _freeze(self.gtn, self.config, self.data.name, self.data.mean, self.data.std, self.iteration)
 
     def monitor(self) -> float:
@@ -154,7 +154,7 @@ class MetaTrainer:
         cfg = self.config
         learner, _ = make_learner(cfg.learner, self.data.shape, self.data.num_classes, derive_seed(cfg.seed, "monitor"))
         learner.to(self.device)
-        params = self.teaching_set().train(learner)
+        params = self.teaching_set().to(self.device).train(learner)
         acc, _ = evaluate(learner, params, self.data.val_x[: cfg.monitor_size], self.data.val_y[: cfg.monitor_size])
         self.history["monitor_iteration"].append(self.iteration)
         self.history["monitor_accuracy"].append(acc)
@@ -284,7 +284,7 @@ def _freeze(gtn: GTN, config: GTNConfig, dataset: str, mean: tuple[float, ...], 
         images, targets = gtn.teaching_batches(torch_rng(config.seed, "teaching-set"))
         lr, momentum = gtn.schedule()
     return TeachingSet(
-        images=images.detach().clone(), targets=targets.detach().clone(), lr=lr.detach().clone(),
-        momentum=momentum.detach().clone(), dataset=dataset, num_classes=gtn.num_classes, mean=mean, std=std,
+        images=images.detach().cpu().clone(), targets=targets.detach().cpu().clone(), lr=lr.detach().cpu().clone(),
+        momentum=momentum.detach().cpu().clone(), dataset=dataset, num_classes=gtn.num_classes, mean=mean, std=std,
         info={"config": config.to_mapping(), "meta_iterations_done": iteration, "image_shape": list(gtn.image_shape)},
     )
