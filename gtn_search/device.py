@@ -34,7 +34,6 @@ DeviceSpec = Annotated[str, StringConstraints(pattern=r"^(auto|cpu|cuda|cuda:\d+
 AmpMode = Literal["off", "bf16"]
 
 
-
 class DeviceOption(StrictModel):
     """Mixin of option models: ``device`` (``None``: the command's or the search's device).
 
@@ -202,7 +201,8 @@ def memory_limit(device: torch.device) -> int | None:
 
 # -- out of memory ---------------------------------------------------------------------------------
 def oom_message(exc: BaseException) -> str | None:
-    """One line for a device out-of-memory error (and the cache freed), ``None`` for anything else."""
+    """``CUDA out of memory (tried to allocate X)`` for a device out-of-memory error (and the cache
+    freed), ``None`` for anything else."""
     if not isinstance(exc, torch.cuda.OutOfMemoryError):
         return None
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -210,7 +210,7 @@ def oom_message(exc: BaseException) -> str | None:
     if torch.cuda.is_initialized():
         torch.cuda.empty_cache()
     tried = f" ({detail.group(0)[0].lower()}{detail.group(0)[1:]})" if detail else ""
-    return f"CUDA out of memory{tried}; lower the batch size or the network's size, or run fewer workers per GPU"
+    return f"CUDA out of memory{tried}"
 
 
 def to_cpu(value: Any) -> Any:

@@ -147,7 +147,8 @@ class Evaluator(ABC):
         except Exception as exc:  # the candidate failed, the search goes on  # noqa: BLE001
             oom = oom_message(exc)
             if oom is not None:
-                return EvalResult("failed", error=oom, wall_seconds=time.perf_counter() - start)
+                return EvalResult("failed", error=f"{oom}; lower the batch size or the network's size, or run fewer "
+                                  f"workers per GPU", wall_seconds=time.perf_counter() - start)
             message = str(exc).splitlines()[0] if str(exc) else ""
             kind = "out of memory" if "out of memory" in message.lower() else type(exc).__name__
             where = traceback.extract_tb(exc.__traceback__)[-1]

@@ -79,8 +79,8 @@ class MetaTrainer:
         try:
             return self._step()
         except torch.cuda.OutOfMemoryError as exc:
-            raise TrainingError(f"meta-iteration {self.iteration}: {oom_message(exc)} (inner_batch, inner_steps, "
-                                f"meta_batch; or set gradient_checkpointing: true)") from None
+            raise TrainingError(f"meta-iteration {self.iteration}: {oom_message(exc)}; lower inner_batch, inner_steps "
+                                f"or meta_batch, or set gradient_checkpointing: true") from None
 
     def _step(self) -> dict[str, Any]:
         cfg, it = self.config, self.iteration
