@@ -9,16 +9,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gtn_search.device import host_to_device
+
 
 def random_crop_flip(x: torch.Tensor, rng: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
     """Per-image random crop (zero padding ``pad``) and horizontal flip of a [N, C, H, W] batch."""
     n, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=rng).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=rng).to(x.device)
+    dy = host_to_device(torch.randint(0, 2 * pad + 1, (n,), generator=rng), x.device)
+    dx = host_to_device(torch.randint(0, 2 * pad + 1, (n,), generator=rng), x.device)
     out = _crop(padded, dy, dx, h, w)
     if flip:
-        mask = (torch.rand(n, generator=rng) < 0.5).to(x.device)
+        mask = host_to_device(torch.rand(n, generator=rng) < 0.5, x.device)
         out = torch.where(mask[:, None, None, None], out.flip(3), out)
     return out
 
@@ -36,8 +38,8 @@ def cutout(x: torch.Tensor, rng: torch.Generator, size: int) -> torch.Tensor:
     """Cutout (DeVries & Taylor 2017): zero one ``size`` x ``size`` square per image, centred at a
     random pixel and clipped at the borders."""
     n, _, h, w = x.shape
-    cy = torch.randint(0, h, (n,), generator=rng).to(x.device)
-    cx = torch.randint(0, w, (n,), generator=rng).to(x.device)
+    cy = host_to_device(torch.randint(0, h, (n,), generator=rng), x.device)
+    cx = host_to_device(torch.randint(0, w, (n,), generator=rng), x.device)
     ys = torch.arange(h, device=x.device)[None, :]
     xs = torch.arange(w, device=x.device)[None, :]
     in_y = (ys >= (cy[:, None] - size // 2)) & (ys < (cy[:, None] - size // 2 + size))  # [N, H]

@@ -194,6 +194,14 @@ class LossWatch:
         return steps[first], float(losses[first])
 
 
+def host_to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor (random draws, indices) on ``device``; to CUDA through pinned memory without
+    blocking, so the host does not wait for the GPU; the tensor itself on the CPU."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def memory_limit(device: torch.device) -> int | None:
     """Bytes free on a CUDA device (for refusing too-large networks up front); ``None`` elsewhere (host memory)."""
     return torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None

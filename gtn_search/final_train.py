@@ -36,6 +36,7 @@ from gtn_search.device import (
     LossWatch,
     autocast,
     device_settings,
+    host_to_device,
     memory_limit,
     oom_message,
     resolve_device,
@@ -197,7 +198,7 @@ def _train(arch: Architecture, blueprint: Blueprint, data: DatasetTensors, cfg: 
         epoch = step // steps_per_epoch
         rng = torch.Generator().manual_seed(derive_seed(seed, "final-epoch", epoch))
         torch.manual_seed(derive_seed(seed, "final-drop-path", epoch))  # drop-path draws (global RNG)
-        order = torch.randperm(n, generator=rng).to(device)
+        order = host_to_device(torch.randperm(n, generator=rng), device)
         end = min(total, (epoch + 1) * steps_per_epoch)
         # replay the epoch's random draws up to the resume point so augmentation matches exactly
         for s in range(epoch * steps_per_epoch, end):

@@ -9,7 +9,7 @@ import torch
 from pydantic import Field, model_validator
 
 from gtn_search.augment import random_crop_flip
-from gtn_search.device import AmpOption, DeviceOption, LossWatch, autocast
+from gtn_search.device import AmpOption, DeviceOption, LossWatch, autocast, host_to_device
 from gtn_search.evaluators.base import Evaluator, Measurement, NonFiniteScore
 from gtn_search.evaluators.common import (
     build_candidate,
@@ -80,12 +80,12 @@ class RealDataEvaluator(Evaluator):
         opt = make_optimizer(module.parameters(), cfg)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cfg.schedule == "cosine" else None
         rng = torch.Generator().manual_seed(seed)
-        order, pos = torch.randperm(n, generator=rng).to(device), 0
+        order, pos = host_to_device(torch.randperm(n, generator=rng), device), 0
         watch = LossWatch()
         module.train()
         for step in range(steps):
             if pos + cfg.batch_size > n:
-                order, pos = torch.randperm(n, generator=rng).to(device), 0
+                order, pos = host_to_device(torch.randperm(n, generator=rng), device), 0
             idx = order[pos : pos + cfg.batch_size]
             pos += cfg.batch_size
             xb = data.train_x[idx]

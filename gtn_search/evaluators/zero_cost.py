@@ -38,7 +38,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils import parametrize
 
-from gtn_search.device import DeviceOption
+from gtn_search.device import DeviceOption, host_to_device
 from gtn_search.evaluators.base import Evaluator, Measurement, NonFiniteScore
 from gtn_search.evaluators.common import (
     build_candidate,
@@ -79,7 +79,7 @@ class _ZeroCost(Evaluator):
         data = dataset_for(self.config.dataset, self.data_root, self.device)
         g = torch_rng(seed, "zero-cost-batch")
         idx = torch.randperm(len(data.train_x), generator=g)[: self.config.batch_size]
-        return data.train_x[idx.to(self.device)]
+        return data.train_x[host_to_device(idx, self.device)]
 
 
 def naswot_score(module: nn.Module, x: torch.Tensor) -> float:

@@ -20,6 +20,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from gtn_search.device import host_to_device
+
 CurriculumKind = Literal["none", "all_shuffled", "shuffled_batch", "full"]
 CURRICULA: tuple[str, ...] = ("none", "all_shuffled", "shuffled_batch", "full")
 
@@ -56,15 +58,15 @@ class Curriculum(nn.Module):
         labels = self.labels
         soft = None if self.label_logits is None else torch.softmax(self.label_logits, dim=-1)
         if self.kind == "none":
-            noise = torch.randn(t, b, self.noise_dim, generator=rng).to(self.labels.device)
+            noise = host_to_device(torch.randn(t, b, self.noise_dim, generator=rng), self.labels.device)
         elif self.kind == "full":
             noise = self.noise
         elif self.kind == "shuffled_batch":
-            order = torch.randperm(t, generator=rng).to(self.labels.device)
+            order = host_to_device(torch.randperm(t, generator=rng), self.labels.device)
             noise, labels = self.noise[order], labels[order]
             soft = None if soft is None else soft[order]
         else:  # all_shuffled
-            order = torch.randperm(t * b, generator=rng).to(self.labels.device)
+            order = host_to_device(torch.randperm(t * b, generator=rng), self.labels.device)
             noise = self.noise.reshape(t * b, -1)[order].view(t, b, -1)
             labels = labels.reshape(-1)[order].view(t, b)
             soft = None if soft is None else soft.reshape(t * b, -1)[order].view(t, b, -1)

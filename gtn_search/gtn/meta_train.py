@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from gtn_search.augment import random_crop_flip
 from gtn_search.data import DatasetTensors
-from gtn_search.device import device_settings, oom_message, resolve_device
+from gtn_search.device import device_settings, host_to_device, oom_message, resolve_device
 from gtn_search.errors import CheckpointError, TrainingError
 from gtn_search.gtn.config import GTNConfig
 from gtn_search.gtn.learners import make_learner
@@ -68,7 +68,7 @@ class MetaTrainer:
     # -- one meta-iteration --------------------------------------------------------------------
     def _real_batch(self, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.data.train_x, self.data.train_y
-        idx = torch.randint(len(x), (self.config.meta_batch,), generator=rng).to(self.device)
+        idx = host_to_device(torch.randint(len(x), (self.config.meta_batch,), generator=rng), self.device)
         xb = x[idx]
         if self.config.augment == "crop_flip":
             xb = random_crop_flip(xb, rng)
