@@ -276,3 +276,26 @@ def test_cuda_out_of_memory_in_meta_training_is_one_line(monkeypatch):
     monkeypatch.setattr(trainer, "_step", oom)
     with pytest.raises(TrainingError, match=r"^meta-iteration 0: CUDA out of memory \(tried to allocate 512.00 MiB\)"):
         trainer.run(progress=False)
+
+
+# -- mixed precision -----------------------------------------------------------------------------------
+def test_bf16_autocast_runs_final_training_and_real_data_scoring_when_asked(monkeypatch):
+    import gtn_search.evaluators.common as common
+
+    data = random_data((1, 28, 28), n=300)
+    monkeypatch.setattr(common, "load_dataset", lambda name, root=None, **_: data)
+    arch, bp = get_space("gtn-nas").sample(np.random.default_rng(3)), blueprint_preset("mnist-tiny")
+    losses = {}
+    for amp in ("off", "bf16"):
+        recipe = TrainConfig(epochs=0.3, batch_size=32, eval_batch=50, device="cpu", amp=amp)
+        final = train_final(arch, bp, data, recipe, seed=1)
+        real = make_evaluator("real", {"steps": 3, "batch_size": 16, "val_size": 50, "amp": amp}, device="cpu")
+        losses[amp] = (final.test_loss, real.evaluate(arch, bp, 7).metrics["val_loss"])
+    assert all(np.isfinite(losses["bf16"])) and losses["bf16"][0] != losses["off"][0] \
+        and losses["bf16"][1] != losses["off"][1]
+
+
+def test_the_cli_runs_on_the_device_it_is_given(tmp_path, capsys):
+    (tmp_path / "s.yaml").write_text(f"study: {tmp_path / 's.db'}\nevaluator: synthetic\nbudget: {{trials: 3}}\n")
+    assert main(["search", str(tmp_path / "s.yaml"), "--device", "cpu", "--no-progress"]) == 0
+    assert "3 evaluated" in capsys.readouterr().out

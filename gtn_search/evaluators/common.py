@@ -52,11 +52,10 @@ def build_candidate(arch: Architecture, bp: Blueprint, seed: int, batch: int,
                     device: torch.device | None = None) -> tuple[nn.Module, int, int]:
     """The network (built on the CPU, then moved to ``device``), its parameter count and its forward FLOPs per image.
 
-    On a CUDA device the limit is the GPU memory free now.
-
     Before anything is allocated, the training memory at ``batch`` is estimated on the meta
-    device; a network that would not fit raises :class:`MemoryLimitError` (the trial fails with the
-    estimate instead of the process dying of out-of-memory).
+    device; a network that would not fit (in host memory, or on a CUDA device in the GPU memory
+    free now) raises :class:`MemoryLimitError` (the trial fails with the estimate instead of the
+    process dying of out-of-memory).
     """
     check_fits(arch, bp, batch, f"candidate {arch.short_hash}", memory_limit(device) if device is not None else None)
     module = build(arch, bp, seed=seed)
