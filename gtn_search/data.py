@@ -14,6 +14,7 @@ Every user-caused failure (missing, undownloadable or corrupt data, bad options)
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -76,6 +77,13 @@ class DatasetTensors:
         """Shape of one image, ``(C, H, W)``."""
         c, h, w = self.train_x.shape[1:]
         return int(c), int(h), int(w)
+
+    def to(self, device: torch.device) -> DatasetTensors:
+        """The same dataset with its tensors on ``device`` (``self`` if they are there already)."""
+        if self.train_x.device == device:
+            return self
+        moved = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")}
+        return dataclasses.replace(self, **moved)
 
     def summary(self) -> str:
         """One line with split sizes, image shape and class count, for logs and the CLI."""

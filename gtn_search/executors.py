@@ -16,8 +16,10 @@ import socket
 import time
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
+from gtn_search.device import init_gpu_worker, spreads_over_gpus, visible_gpus
 from gtn_search.evaluators.base import EvalResult, Evaluator
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
@@ -138,16 +140,20 @@ class ProcessExecutor(Executor):
     the reason, and the pool is rebuilt.
     """
 
-    def __init__(self, workers: int, threads_per_worker: int | None = 1, trial_timeout: float | None = None) -> None:
+    def __init__(self, workers: int, threads_per_worker: int | None = 1, trial_timeout: float | None = None,
+                 gpus: Sequence[str] = ()) -> None:
         self.capacity = workers
         self.threads = threads_per_worker or 1
         self.trial_timeout = trial_timeout
+        self.gpus = list(gpus)  # round-robin over the workers (CUDA_VISIBLE_DEVICES), shared when fewer
+        self._worker_counter = multiprocessing.get_context("spawn").Value("i", 0)
         self._futures: dict[cf.Future, tuple[int, tuple[Any, ...], float]] = {}
         self._reported: list[Finished] = []  # outcomes found outside wait(), handed out by the next wait()
         self._pool = self._new_pool()
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
-        pool = cf.ProcessPoolExecutor(max_workers=self.capacity, mp_context=multiprocessing.get_context("spawn"))
+        pool = cf.ProcessPoolExecutor(max_workers=self.capacity, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=init_gpu_worker, initargs=(self._worker_counter, self.gpus))
         if self.trial_timeout is not None:  # start the workers now, so that start-up is not timed
             cf.wait([pool.submit(_warm_up, self.threads) for _ in range(self.capacity)])
         return pool
@@ -302,10 +308,13 @@ class DaskExecutor(Executor):
 
 
 def make_executor(kind: str, workers: int, scheduler: str | None, threads_per_worker: int | None,
-                  trial_timeout: float | None = None) -> Executor:
+                  trial_timeout: float | None = None, device: str | None = "cpu") -> Executor:
     """The executor a search config asks for; by default the cores are shared among the workers.
 
     A ``trial_timeout`` needs a process it can kill, so it runs even a single worker in a process.
+    Local workers on ``device`` auto/cuda with CUDA present each get a GPU, round-robin over the
+    visible ones (several workers share a GPU when there are fewer GPUs). Dask workers use the GPU
+    their worker process sees (start them with dask-cuda: one worker per GPU).
     """
     if threads_per_worker is None and workers > 1:
         threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
@@ -318,4 +327,5 @@ def make_executor(kind: str, workers: int, scheduler: str | None, threads_per_wo
         return DaskExecutor(workers, scheduler, threads_per_worker)
     if workers == 1 and trial_timeout is None:
         return InlineExecutor(threads_per_worker)
-    return ProcessExecutor(workers, threads_per_worker, trial_timeout)
+    gpus = visible_gpus() if spreads_over_gpus(device) else []
+    return ProcessExecutor(workers, threads_per_worker, trial_timeout, gpus)

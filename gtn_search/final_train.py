@@ -8,8 +8,10 @@ split, reports validation accuracy after every epoch and the **test** accuracy o
 
 A checkpoint is written atomically after every epoch; calling :func:`train_final` again with the same
 output folder continues from it (the data order and augmentation of each epoch are derived from the
-seed and the epoch number, so a resumed run trains exactly like an uninterrupted one). The result is
-saved as ``result.json``: test/validation accuracy, params, FLOPs, epochs, wall seconds.
+seed and the epoch number, so a resumed run trains exactly like an uninterrupted one; on CUDA with
+``deterministic: true``). The result is saved as ``result.json``: test/validation accuracy, params,
+FLOPs, epochs, wall seconds. The recipe's ``device`` is where it trains (the checkpoint loads on any
+device); ``amp: bf16`` runs forward passes under bfloat16 autocast.
 """
 
 from __future__ import annotations
@@ -26,8 +28,19 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from gtn_search.augment import cutout, random_crop_flip
-from gtn_search.configio import StrictModel, write_text_atomic
+from gtn_search.configio import write_text_atomic
 from gtn_search.data import DatasetTensors
+from gtn_search.device import (
+    AmpOption,
+    DeviceOption,
+    LossWatch,
+    autocast,
+    device_settings,
+    host_to_device,
+    memory_limit,
+    oom_message,
+    resolve_device,
+)
 from gtn_search.errors import ConfigError, TrainingError
 from gtn_search.seeding import derive_seed
 from gtn_search.tensorfile import load_tensor_file, require_keys, save_tensor_file
@@ -40,8 +53,8 @@ CHECKPOINT_FORMAT = "gtn-search/final-train-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-class TrainConfig(StrictModel):
-    """The final-training recipe."""
+class TrainConfig(DeviceOption, AmpOption):
+    """The final-training recipe (``device``: None is auto, or the comparison's device)."""
 
     epochs: float = Field(default=10, gt=0, le=10_000)
     batch_size: int = Field(default=96, ge=2, le=65_536)
@@ -55,6 +68,8 @@ class TrainConfig(StrictModel):
     eval_batch: int = Field(default=1000, ge=2)
     #: evaluate on validation after every epoch (the last epoch is always evaluated)
     validate_every: int = Field(default=1, ge=1)
+    #: on CUDA: deterministic algorithms and cuDNN kernels (bit-identical reruns and resumes, slower)
+    deterministic: bool = Field(default=False, exclude=True)
 
     def total_steps(self, n_train: int) -> int:
         return max(1, math.ceil(self.epochs * n_train / self.batch_size))
@@ -83,16 +98,17 @@ class TrainResult:
         return asdict(self)
 
 
-def _evaluate(module: Network, x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[float, float]:
+def _evaluate(module: Network, x: torch.Tensor, y: torch.Tensor, batch: int, amp: str) -> tuple[float, float]:
     module.eval()
-    correct, loss = 0, 0.0
-    with torch.no_grad():
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    loss = torch.zeros((), dtype=torch.float64, device=x.device)
+    with torch.no_grad(), autocast(x.device, amp):  # type: ignore[arg-type]
         for i in range(0, len(x), batch):
             logits = module(x[i : i + batch])
-            correct += int((logits.argmax(1) == y[i : i + batch]).sum())
-            loss += float(F.cross_entropy(logits, y[i : i + batch], reduction="sum"))
+            correct += (logits.argmax(1) == y[i : i + batch]).sum()
+            loss += F.cross_entropy(logits, y[i : i + batch], reduction="sum").double()
     module.train()
-    return correct / len(x), loss / len(x)
+    return int(correct) / len(x), float(loss) / len(x)
 
 
 def _augment(xb: torch.Tensor, cfg: TrainConfig, rng: torch.Generator) -> torch.Tensor:
@@ -104,6 +120,15 @@ def _augment(xb: torch.Tensor, cfg: TrainConfig, rng: torch.Generator) -> torch.
     if cfg.cutout:
         xb = cutout(xb, rng, cfg.cutout)
     return xb
+
+
+def _raise_if_nonfinite(bad: tuple[int, float] | None, steps_per_epoch: int, cfg: TrainConfig) -> None:
+    """The NaN/inf error for the first bad step (raised before the epoch's checkpoint is written)."""
+    if bad is not None:
+        step, value = bad
+        raise TrainingError(f"final training: loss became {value} at epoch {step // steps_per_epoch + 1}, "
+                            f"step {step + 1}; lower --lr (now {cfg.lr}) or raise --grad-clip; the last checkpoint "
+                            f"is kept")
 
 
 def train_final(
@@ -121,19 +146,27 @@ def train_final(
     :class:`TrainingError` (with the epoch and step) when the loss becomes NaN/inf; the last good
     checkpoint is kept. The caller's global torch RNG is left untouched.
     """
-    with torch.random.fork_rng(devices=[]):
-        return _train(arch, blueprint, data, config or TrainConfig(), out_dir, seed, progress)
+    config = config or TrainConfig()
+    device = resolve_device(config.device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+            device_settings(device, config.deterministic):
+        try:
+            return _train(arch, blueprint, data.to(device), config, device, out_dir, seed, progress)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise TrainingError(f"final training: {oom_message(exc)}; lower --batch-size or use a smaller "
+                                f"--blueprint") from None
 
 
-def _train(arch: Architecture, blueprint: Blueprint, data: DatasetTensors, cfg: TrainConfig,
+def _train(arch: Architecture, blueprint: Blueprint, data: DatasetTensors, cfg: TrainConfig, device: torch.device,
            out_dir: str | Path | None, seed: int, progress: bool) -> TrainResult:
     from tqdm.auto import tqdm
 
     bp = blueprint.model_copy(update={"input_shape": data.shape, "num_classes": data.num_classes})
-    check_fits(arch, bp, cfg.batch_size, "final training")
+    check_fits(arch, bp, cfg.batch_size, "final training", memory_limit(device))
     module = build(arch, bp, seed=derive_seed(seed, "final-init"))
     params = sum(p.numel() for p in module.parameters())
     flops = count_flops(module, bp.input_shape)
+    module.to(device)
     n = len(data.train_x)
     total = cfg.total_steps(n)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -160,11 +193,12 @@ def _train(arch: Architecture, blueprint: Blueprint, data: DatasetTensors, cfg: 
     module.train()
     bar = tqdm(total=total, initial=step, disable=not progress, desc="train", unit="step", dynamic_ncols=True)
     start = time.monotonic() - seconds
+    watch = LossWatch()
     while step < total:
         epoch = step // steps_per_epoch
         rng = torch.Generator().manual_seed(derive_seed(seed, "final-epoch", epoch))
         torch.manual_seed(derive_seed(seed, "final-drop-path", epoch))  # drop-path draws (global RNG)
-        order = torch.randperm(n, generator=rng)
+        order = host_to_device(torch.randperm(n, generator=rng), device)
         end = min(total, (epoch + 1) * steps_per_epoch)
         # replay the epoch's random draws up to the resume point so augmentation matches exactly
         for s in range(epoch * steps_per_epoch, end):
@@ -173,10 +207,9 @@ def _train(arch: Architecture, blueprint: Blueprint, data: DatasetTensors, cfg: 
             if s < step:
                 continue
             module.set_drop_path(bp.drop_path * s / total)
-            loss = module.training_loss(xb, data.train_y[idx])
-            if not torch.isfinite(loss):
-                raise TrainingError(f"final training: loss became {loss.item()} at epoch {epoch + 1}, step {s + 1}; "
-                                    f"lower --lr (now {cfg.lr}) or raise --grad-clip; the last checkpoint is kept")
+            with autocast(device, cfg.amp):
+                loss = module.training_loss(xb, data.train_y[idx])
+            _raise_if_nonfinite(watch.add(s, loss), steps_per_epoch, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
@@ -184,10 +217,11 @@ def _train(arch: Architecture, blueprint: Blueprint, data: DatasetTensors, cfg: 
             sched.step()
             step = s + 1
             bar.update(1)
+        _raise_if_nonfinite(watch.check(), steps_per_epoch, cfg)
         done_epoch = step / steps_per_epoch
         last = step >= total
         if last or (epoch + 1) % cfg.validate_every == 0:
-            val_acc, val_loss = _evaluate(module, data.val_x, data.val_y, cfg.eval_batch)
+            val_acc, val_loss = _evaluate(module, data.val_x, data.val_y, cfg.eval_batch, cfg.amp)
             history.append({"epoch": round(done_epoch, 4), "step": step, "val_accuracy": val_acc,
                             "val_loss": val_loss, "seconds": time.monotonic() - start})
             bar.set_postfix(val=f"{val_acc:.4f}")
@@ -198,7 +232,7 @@ def _train(arch: Architecture, blueprint: Blueprint, data: DatasetTensors, cfg: 
                 "step": step, "history": json.dumps(history), "seconds": time.monotonic() - start,
             })
     bar.close()
-    test_acc, test_loss = _evaluate(module, data.test_x, data.test_y, cfg.eval_batch)
+    test_acc, test_loss = _evaluate(module, data.test_x, data.test_y, cfg.eval_batch, cfg.amp)
     result = TrainResult(
         test_accuracy=test_acc, test_loss=test_loss,
         val_accuracy=history[-1]["val_accuracy"] if history else float("nan"),

@@ -67,7 +67,8 @@ class SearchRunner:
         self.snapshot_every = snapshot_every
         self.space = CellSearchSpace.from_mapping(config.space, where="space")
         self.blueprint = resolve_blueprint(config.blueprint)
-        self.evaluator = make_evaluator(config.evaluator.name, config.evaluator.options, config.data_root)
+        self.evaluator = make_evaluator(config.evaluator.name, config.evaluator.options, config.data_root,
+                                        config.device)
         options = dict(config.strategy.options)
         if config.strategy.name.startswith("ng:") or config.strategy.name == "nevergrad":
             options.setdefault("budget", config.budget.trials)
@@ -134,7 +135,8 @@ class SearchRunner:
             elapsed_before = float(study.get_meta("elapsed") or 0)
             start = time.monotonic()
             executor = make_executor(self.config.executor, self.config.workers, self.config.scheduler,
-                                     self.config.threads_per_worker, self.config.trial_timeout)
+                                     self.config.threads_per_worker, self.config.trial_timeout,
+                                     self.evaluator.device_spec)
             budget = self.config.budget
             totals = study.totals()
             done_before = len(study.trials("WHERE status != 'running'"))

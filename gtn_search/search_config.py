@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from gtn_search.configio import StrictModel, load_yaml, parse_model, require_mapping
+from gtn_search.device import DeviceSpec
 from gtn_search.errors import BudgetError
 
 
@@ -48,6 +49,9 @@ class SearchConfig(StrictModel):
     threads_per_worker: int | None = Field(default=None, ge=1, le=256)
     trial_timeout: float | None = Field(default=None, gt=0)
     data_root: str | None = None
+    #: where trials train (auto: CUDA when available; local workers then share the GPUs round-robin);
+    #: the evaluator's own 'device' option wins. Not part of the study: it resumes on any device.
+    device: DeviceSpec = Field(default="auto", exclude=True)
 
     @field_validator("strategy", "evaluator", mode="before")
     @classmethod
@@ -57,6 +61,7 @@ class SearchConfig(StrictModel):
     def identity(self) -> dict[str, Any]:
         """The fields a resumed study must share with its creator."""
         data = self.model_dump(mode="json")
+        data["evaluator"]["options"].pop("device", None)  # where, not what: a study resumes on any device
         return {k: data[k] for k in ("space", "blueprint", "strategy", "evaluator", "seed")}
 
 

@@ -17,16 +17,18 @@ from typing import Any
 
 import torch
 
+from gtn_search.device import to_cpu
 from gtn_search.errors import CheckpointError
 
 
 def save_tensor_file(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` (tensors, numbers, strings, lists, dicts) atomically."""
+    """Write ``payload`` (tensors, numbers, strings, lists, dicts) atomically, every tensor from the CPU
+    (so the file loads on any machine, whatever device the tensors were on)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as fh:
-        torch.save(dict(payload), fh)
+        torch.save(to_cpu(dict(payload)), fh)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, p)

@@ -29,6 +29,24 @@ def add_blueprint_argument(parser: argparse.ArgumentParser, default: str | None 
     )
 
 
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default=None,
+        metavar="auto|cpu|cuda|cuda:N|mps",
+        help="where to train and score (default: the config's device, else auto: CUDA when available)",
+    )
+
+
+def device_argument(value: str | None) -> str | None:
+    """The ``--device`` value, checked against this machine (one-line error if unusable); None if not given."""
+    from gtn_search.device import check_device
+
+    if value is not None:
+        check_device(value, "--device")
+    return value
+
+
 def resolve_space(value: str):  # type: ignore[no-untyped-def]
     """A CellSearchSpace from a preset name or a YAML file (bare definition or 'search_space')."""
     from search_spaces.space import CellSearchSpace

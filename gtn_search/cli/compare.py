@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from gtn_search.cli.common import add_device_argument, device_argument
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("compare", help="rank correlation of proxies with final training, speed-up, equal-budget "
@@ -13,6 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", help="override the output folder")
     c.add_argument("--data-root", help="dataset folder")
     c.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_device_argument(c)
     c.add_argument("--no-progress", action="store_true")
     c.set_defaults(func=cmd_compare)
 
@@ -22,7 +25,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from gtn_search.compare import load_compare_config, run_compare
 
     _threads(args.threads)
-    overrides = {k: v for k, v in (("out", args.out), ("data_root", args.data_root)) if v}
+    overrides = {k: v for k, v in (("out", args.out), ("data_root", args.data_root),
+                                   ("device", device_argument(args.device))) if v}
     config = load_compare_config(args.config, overrides)
     results = run_compare(config, progress=not args.no_progress)
     print(f"{len(results['architectures'])} architectures, ground truth in {results['ground_truth_seconds']:.0f} s")

@@ -7,6 +7,7 @@ import json
 import statistics
 from pathlib import Path
 
+from gtn_search.cli.common import add_device_argument, device_argument
 from gtn_search.errors import ConfigError
 from gtn_search.gtn.config import preset_names
 
@@ -25,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--data-root", help="dataset folder (default $GTN_SEARCH_DATA or ~/.cache/gtn-search/data)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_device_argument(t)
+    t.add_argument("--deterministic", action="store_true",
+                   help="on CUDA: deterministic algorithms (bit-identical reruns and resumes, slower)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
@@ -43,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--seed", type=int, default=1000, help="first learner seed (default 1000)")
     e.add_argument("--data-root", help="dataset folder")
     e.add_argument("--threads", type=int, default=None)
+    add_device_argument(e)
     e.set_defaults(func=cmd_eval)
 
 
@@ -63,6 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gtn_search.gtn.plots import save_run_plots
 
     _threads(args.threads)
+    device = device_argument(args.device)
     out = Path(args.out)
     ckpt = out / "checkpoint.pt"
     if args.resume:
@@ -70,12 +76,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"--resume: no checkpoint at {ckpt}; start a run without --resume")
         if args.preset or args.config or args.set:
             raise ConfigError("--resume continues with the run's saved settings; drop --preset/--config/--set")
-        trainer = MetaTrainer.from_checkpoint(ckpt, data_root=args.data_root)
+        trainer = MetaTrainer.from_checkpoint(ckpt, data_root=args.data_root, device=device or "auto",
+                                              deterministic=args.deterministic)
         print(f"resuming {out} at meta-iteration {trainer.iteration}/{trainer.config.meta_iterations}")
     else:
         if ckpt.exists():
             raise ConfigError(f"{ckpt} exists: pass --resume to continue that run, or choose another --out")
         overrides = dict(parse_override(s) for s in args.set)
+        overrides.update({"device": device} if device else {})
+        overrides.update({"deterministic": True} if args.deterministic else {})
         config = load_config(args.config or args.preset or "mnist-cpu", overrides)
         data = load_dataset(config.dataset, args.data_root)
         print(data.summary())
@@ -122,6 +131,7 @@ def _teaching_set_from(source: Path):  # type: ignore[no-untyped-def]
 def cmd_eval(args: argparse.Namespace) -> int:
     from gtn_search.configio import parse_model
     from gtn_search.data import load_dataset
+    from gtn_search.device import resolve_device
     from gtn_search.gtn.config import GTNConfig
     from gtn_search.gtn.learners import make_learner
     from gtn_search.gtn.teaching_set import TeachingSet
@@ -129,16 +139,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from gtn_search.seeding import derive_seed
 
     _threads(args.threads)
+    device = resolve_device(device_argument(args.device))
     if args.learners < 1:
         raise ConfigError(f"--learners must be >= 1, got {args.learners}")
-    teaching = TeachingSet.load(args.teaching_set)
-    data = load_dataset(teaching.dataset, args.data_root)
+    teaching = TeachingSet.load(args.teaching_set).to(device)
+    data = load_dataset(teaching.dataset, args.data_root).to(device)
     teaching.check_compatible(data.shape, data.num_classes)
     config = parse_model(GTNConfig, teaching.info.get("config", {}), f"{args.teaching_set}: info.config")
     x, y = (data.test_x, data.test_y) if args.split == "test" else (data.val_x, data.val_y)
     accs = []
     for i in range(args.learners):
         learner, desc = make_learner(config.learner, data.shape, data.num_classes, derive_seed(args.seed, "eval", i))
+        learner.to(device)
         params = teaching.train(learner, args.steps)
         acc, _ = evaluate(learner, params, x, y)
         accs.append(acc)

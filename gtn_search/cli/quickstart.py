@@ -16,6 +16,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+from gtn_search.cli.common import add_device_argument, device_argument
 from gtn_search.errors import ConfigError
 
 SHIPPED_TEACHING_SET = "mnist-nas-quickstart.pt"
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
     q.add_argument("--retrain-gtn", action="store_true",
                    help="meta-train the teaching set now instead of using the shipped one")
+    add_device_argument(q)
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_quickstart)
 
@@ -55,6 +57,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
     if args.trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {args.trials}")
+    device = device_argument(args.device) or "auto"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = load_dataset("mnist", args.data_root)
@@ -68,7 +71,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
             print(f"      teaching set: the one shipped with gtn-search ({shipped.name})")
         else:
             print("      teaching set: meta-training a GTN for NAS learners (preset mnist-nas-quickstart)")
-            trainer = MetaTrainer(load_config("mnist-nas-quickstart", {"seed": args.seed}), data)
+            trainer = MetaTrainer(load_config("mnist-nas-quickstart", {"seed": args.seed, "device": device}), data)
             trainer.run(checkpoint_path=out / "gtn_checkpoint.pt", progress=not args.no_progress)
             trainer.teaching_set().save(teaching_path)
     teaching = TeachingSet.load(teaching_path, dataset="mnist")
@@ -85,6 +88,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "workers": args.workers,
         "data_root": args.data_root,
+        "device": device,
     })
     summary = run_search(config, progress=not args.no_progress)
     print_summary(summary)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gtn_search.cli.common import add_device_argument, device_argument
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("search", help="run (or resume) a search from a YAML config")
@@ -15,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--dask", action="store_true", help="run trials on Dask (a LocalCluster unless --scheduler)")
     s.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786 (implies --dask)")
     s.add_argument("--data-root", help="dataset folder")
+    add_device_argument(s)
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_search)
 
@@ -52,6 +55,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         overrides["scheduler"] = args.scheduler
     if args.data_root:
         overrides["data_root"] = args.data_root
+    if device_argument(args.device):
+        overrides["device"] = args.device
     config = load_search_config(args.config, overrides)
     summary = run_search(config, progress=not args.no_progress)
     print_summary(summary)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gtn_search.cli.common import add_blueprint_argument
+from gtn_search.cli.common import add_blueprint_argument, add_device_argument, device_argument
 
 #: recipe fields settable from flags (the rest through --config)
-FLAG_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "cutout", "augment")
+FLAG_FIELDS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "cutout", "augment", "device", "amp")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "else mnist)")
     t.add_argument("--data-root", help="dataset folder")
     t.add_argument("--config", help="YAML with recipe fields (epochs, batch_size, lr, momentum, weight_decay, "
-                   "grad_clip, augment, cutout, eval_batch, validate_every)")
+                   "grad_clip, augment, cutout, eval_batch, validate_every, device, amp, deterministic)")
     t.add_argument("--epochs", type=float)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="folder for checkpoint.pt and result.json (run again to resume)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_device_argument(t)
+    t.add_argument("--amp", choices=["off", "bf16"], help="bfloat16 autocast for forward passes (default off)")
+    t.add_argument("--deterministic", action="store_true",
+                   help="on CUDA: deterministic algorithms (bit-identical reruns and resumes, slower)")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
 
@@ -55,6 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from search_spaces.yaml_format import load_architectures
 
     _threads(args.threads)
+    device_argument(args.device)
     records = load_architectures(args.arch)
     if not 0 <= args.index < len(records):
         raise ConfigError(f"{args.arch}: --index {args.index} out of range (the file has {len(records)} "
@@ -70,6 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.config:
         recipe.update(require_mapping(load_yaml(args.config), args.config))
     recipe.update({k: getattr(args, k) for k in FLAG_FIELDS if getattr(args, k) is not None})
+    recipe.update({"deterministic": True} if args.deterministic else {})
     config = parse_model(TrainConfig, recipe, args.config or "training flags")
     dataset = args.dataset or _dataset_of(record.metadata) or "mnist"
     if args.limit is not None and args.limit < 10:

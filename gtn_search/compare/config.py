@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, model_validator
 
 from gtn_search.configio import StrictModel, load_yaml, parse_model, require_mapping
+from gtn_search.device import DeviceSpec
 from gtn_search.final_train import TrainConfig
 from gtn_search.search_config import PluginSpec
 
@@ -93,6 +94,9 @@ class CompareConfig(StrictModel):
     #: local worker processes for ground-truth trainings and proxy scores (each result is stored
     #: as soon as it arrives; the cores are shared among the workers)
     workers: int = Field(default=1, ge=1, le=256)
+    #: where proxies score and the ground truth trains (auto: CUDA when available; workers share
+    #: the GPUs round-robin); a recipe's or an evaluator's own 'device' wins; not part of any cache key
+    device: DeviceSpec = Field(default="auto", exclude=True)
 
     @model_validator(mode="after")
     def _unique(self) -> CompareConfig:

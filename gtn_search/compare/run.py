@@ -28,6 +28,7 @@ from gtn_search.configio import write_text_atomic
 from gtn_search.data import load_dataset
 from gtn_search.errors import GTNSearchError, TrainingError
 from gtn_search.evaluators import Evaluator, make_evaluator
+from gtn_search.device import init_gpu_worker, spreads_over_gpus, visible_gpus
 from gtn_search.final_train import TrainConfig, train_final
 from gtn_search.registry import EVALUATORS
 from gtn_search.runner import resolve_blueprint, run_search
@@ -69,6 +70,8 @@ class Comparison:
                                 "recipe": gt.recipe.model_dump(mode="json"), "seed": s})
                         for s in gt.replicate_seeds()]
         self.store = CompareStore(self.out / "compare.db")
+        #: the ground-truth recipe on the comparison's device unless the recipe names one
+        self.recipe = gt.recipe if gt.recipe.device else gt.recipe.model_copy(update={"device": config.device})
 
     # -- architectures and ground truth ---------------------------------------------------------
     def architectures(self) -> list[Architecture]:
@@ -97,7 +100,7 @@ class Comparison:
         for r, (key, seed) in enumerate(zip(self.gt_keys, seeds)):
             row = self.store.ground_truth(key, arch.hash)
             if row is None:
-                row = _ground_truth_result(arch, self.gt_blueprint, self.data, self.config.ground_truth.recipe,
+                row = _ground_truth_result(arch, self.gt_blueprint, self.data, self.recipe,
                                            self._gt_dir(arch, r), seed)
                 self.store.put_ground_truth(key, arch.hash, row["status"], row)
             rows.append(row)
@@ -119,7 +122,7 @@ class Comparison:
         out = {}
         for setting, (proxy, options) in self.config.settings().items():
             options = self._options(proxy.evaluator.name, options)
-            evaluator = make_evaluator(proxy.evaluator.name, options, self.config.data_root)
+            evaluator = make_evaluator(proxy.evaluator.name, options, self.config.data_root, self.config.device)
             evaluator.setup()
             key = digest({"evaluator": evaluator.describe(), "blueprint": self.blueprint.to_mapping(),
                           "files": _file_digests(options)})
@@ -161,14 +164,16 @@ class Comparison:
         replicates = list(zip(self.gt_keys, gt.replicate_seeds()))
         jobs: dict[cf.Future[dict[str, Any]], tuple[str, str, str]] = {}
         threads = max(1, (os.cpu_count() or 1) // self.config.workers)
+        gpus = visible_gpus() if spreads_over_gpus(self.config.device) else []
+        Value = multiprocessing.get_context("spawn").Value
         pool = cf.ProcessPoolExecutor(max_workers=self.config.workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_init_worker, initargs=(threads,))
+                                      initializer=_init_worker, initargs=(threads, Value("i", 0), gpus))
         data_spec = (self.config.dataset, self.config.data_root, self.config.limit)
         try:
             for r, (gt_key, gt_seed) in enumerate(replicates):  # replicate 0 of every architecture first
                 for arch in archs:
                     if self.store.ground_truth(gt_key, arch.hash) is None:
-                        fut = pool.submit(_ground_truth_job, arch, self.gt_blueprint, data_spec, gt.recipe,
+                        fut = pool.submit(_ground_truth_job, arch, self.gt_blueprint, data_spec, self.recipe,
                                           self._gt_dir(arch, r), gt_seed)
                         jobs[fut] = ("gt", gt_key, arch.hash)
             for _, name, options, key in evaluators.values():
@@ -176,7 +181,7 @@ class Comparison:
                     if self.store.proxy(key, arch.hash) is None:
                         seed = derive_seed(self.config.seed, "compare-proxy", arch.hash)
                         fut = pool.submit(_proxy_job, name, options, self.config.data_root, arch, self.blueprint,
-                                          seed)
+                                          seed, self.config.device)
                         jobs[fut] = ("proxy", key, arch.hash)
             bar.update(bar.total - len(jobs) - bar.n)
             for fut in cf.as_completed(jobs):
@@ -271,7 +276,8 @@ class Comparison:
                         space=self.config.space, blueprint=self.config.blueprint,
                         strategy=PluginSpec(name=strategy, options=eb.strategy_options.get(strategy, {})),
                         evaluator=PluginSpec(name=proxy.evaluator.name, options=options),
-                        budget=Budget(flops=eb.flops), seed=seed, data_root=self.config.data_root)
+                        budget=Budget(flops=eb.flops), seed=seed, data_root=self.config.data_root,
+                        device=self.config.device)
                     summary = run_search(cfg, progress=self.progress)
                     picks.setdefault((setting, strategy), []).append(
                         self._search_picks(Study(summary.study), eb.top_k, eb.flops, eb.curve_fractions))
@@ -381,10 +387,11 @@ def _ground_truth_result(arch: Architecture, blueprint: Blueprint, data: Any, re
     return result
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, counter: Any, gpus: list[str]) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    init_gpu_worker(counter, gpus)
 
 
 #: evaluators already set up in this worker process, by their settings
@@ -398,10 +405,10 @@ def _ground_truth_job(arch: Architecture, blueprint: Blueprint, data_spec: tuple
 
 
 def _proxy_job(name: str, options: dict[str, Any], data_root: str | None, arch: Architecture, blueprint: Blueprint,
-               seed: int) -> dict[str, Any]:
+               seed: int, device: str) -> dict[str, Any]:
     key = digest({"name": name, "options": options, "data_root": data_root})
     if key not in _WORKER_EVALUATORS:
-        evaluator = make_evaluator(name, options, data_root)
+        evaluator = make_evaluator(name, options, data_root, device)
         evaluator.setup()
         _WORKER_EVALUATORS[key] = evaluator
     return _WORKER_EVALUATORS[key].evaluate(arch, blueprint, seed).to_dict()

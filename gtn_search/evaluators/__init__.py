@@ -22,10 +22,11 @@ from gtn_search.evaluators.zero_cost import (
 from gtn_search.registry import EVALUATORS
 
 
-def make_evaluator(name: str, options: dict[str, Any] | None = None, data_root: str | None = None) -> Evaluator:
-    """Instantiate a registered evaluator with validated options."""
+def make_evaluator(name: str, options: dict[str, Any] | None = None, data_root: str | None = None,
+                   device: str | None = None) -> Evaluator:
+    """Instantiate a registered evaluator with validated options, on ``device`` unless its options name one."""
     cls = EVALUATORS.get(name, where="evaluator")
-    return cls(options or {}, data_root=data_root)
+    return cls(options or {}, data_root=data_root, device=device)
 
 
 __all__ = ["EvalResult", "Evaluator", "GTNEvaluator", "Measurement", "NASWOTEvaluator", "ParamsEvaluator",

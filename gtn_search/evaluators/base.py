@@ -24,9 +24,11 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+import torch
 from pydantic import BaseModel
 
 from gtn_search.configio import parse_model
+from gtn_search.device import check_device, device_settings, oom_message, resolve_device
 from gtn_search.errors import GTNSearchError
 from gtn_search.seeding import derive_seed
 from search_spaces.architecture import Architecture
@@ -85,12 +87,21 @@ class Evaluator(ABC):
     #: The pydantic model of this evaluator's options.
     Config: ClassVar[type[BaseModel]]
 
-    def __init__(self, config: BaseModel | dict[str, Any] | None = None, data_root: str | None = None) -> None:
+    def __init__(self, config: BaseModel | dict[str, Any] | None = None, data_root: str | None = None,
+                 device: str | None = None) -> None:
         if isinstance(config, BaseModel):
             self.config = config
         else:
             self.config = parse_model(self.Config, config or {}, f"evaluator '{self.registered_name()}' options")
         self.data_root = data_root
+        #: the search's (or command's) device; the option ``device`` of ``Config``, where set, wins
+        self.device_spec = getattr(self.config, "device", None) or device
+        check_device(self.device_spec, f"evaluator '{self.registered_name()}'")
+
+    @property
+    def device(self) -> torch.device:
+        """Where this evaluator trains and scores, resolved in the process that runs it."""
+        return resolve_device(self.device_spec)
 
     @classmethod
     def registered_name(cls) -> str:
@@ -122,7 +133,8 @@ class Evaluator(ABC):
         """Score ``arch`` expanded by ``blueprint``; failures come back as ``status='failed'``."""
         start = time.perf_counter()
         try:
-            m = self._replicated(arch, blueprint, seed)
+            with device_settings(self.device):
+                m = self._replicated(arch, blueprint, seed)
         except NonFiniteScore as exc:
             return EvalResult("failed", error=f"NaN/inf during training: {exc}", wall_seconds=time.perf_counter() - start)
         except MemoryError:
@@ -133,6 +145,10 @@ class Evaluator(ABC):
         except GTNSearchError:
             raise  # bad configuration: stop the search with the clear message
         except Exception as exc:  # the candidate failed, the search goes on  # noqa: BLE001
+            oom = oom_message(exc)
+            if oom is not None:
+                return EvalResult("failed", error=f"{oom}; lower the batch size or the network's size, or run fewer "
+                                  f"workers per GPU", wall_seconds=time.perf_counter() - start)
             message = str(exc).splitlines()[0] if str(exc) else ""
             kind = "out of memory" if "out of memory" in message.lower() else type(exc).__name__
             where = traceback.extract_tb(exc.__traceback__)[-1]

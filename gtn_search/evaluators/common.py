@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 import torch
 from torch import nn
 
 from gtn_search.data import DatasetTensors, load_dataset
+from gtn_search.device import memory_limit
 from gtn_search.errors import ConfigError
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
@@ -17,9 +19,17 @@ from search_spaces.network import build, count_flops
 Style = Literal["learner", "blueprint"]
 
 
-def dataset_for(name: str, data_root: str | None) -> DatasetTensors:
-    """The dataset, loaded once per process (``load_dataset`` caches it)."""
-    return load_dataset(name, data_root)
+def dataset_for(name: str, data_root: str | None, device: torch.device | None = None) -> DatasetTensors:
+    """The dataset, loaded once per process (``load_dataset`` caches it), on ``device`` (default CPU)."""
+    data = load_dataset(name, data_root)
+    if device is None or device.type == "cpu":
+        return data
+    return _on_device(name, data_root, str(device))
+
+
+@lru_cache(maxsize=4)
+def _on_device(name: str, data_root: str | None, device: str) -> DatasetTensors:
+    return load_dataset(name, data_root).to(torch.device(device))
 
 
 def candidate_blueprint(blueprint: Blueprint, data: DatasetTensors, style: str, norm: str = "batch_stats",
@@ -38,17 +48,20 @@ def candidate_blueprint(blueprint: Blueprint, data: DatasetTensors, style: str, 
     return bp
 
 
-def build_candidate(arch: Architecture, bp: Blueprint, seed: int, batch: int) -> tuple[nn.Module, int, int]:
-    """The network, its parameter count and its forward FLOPs per image.
+def build_candidate(arch: Architecture, bp: Blueprint, seed: int, batch: int,
+                    device: torch.device | None = None) -> tuple[nn.Module, int, int]:
+    """The network (built on the CPU, then moved to ``device``), its parameter count and its forward FLOPs per image.
 
     Before anything is allocated, the training memory at ``batch`` is estimated on the meta
-    device; a network that would not fit raises :class:`MemoryLimitError` (the trial fails with the
-    estimate instead of the process dying of out-of-memory).
+    device; a network that would not fit (in host memory, or on a CUDA device in the GPU memory
+    free now) raises :class:`MemoryLimitError` (the trial fails with the estimate instead of the
+    process dying of out-of-memory).
     """
-    check_fits(arch, bp, batch, f"candidate {arch.short_hash}")
+    check_fits(arch, bp, batch, f"candidate {arch.short_hash}", memory_limit(device) if device is not None else None)
     module = build(arch, bp, seed=seed)
     params = sum(p.numel() for p in module.parameters())
-    return module, params, count_flops(module, bp.input_shape)
+    flops = count_flops(module, bp.input_shape)
+    return (module if device is None else module.to(device)), params, flops
 
 
 def validation_split(data: DatasetTensors, size: int) -> tuple[torch.Tensor, torch.Tensor]:

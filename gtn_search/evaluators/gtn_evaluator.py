@@ -7,9 +7,10 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+import torch
 from pydantic import Field
 
-from gtn_search.configio import StrictModel
+from gtn_search.device import DeviceOption
 from gtn_search.errors import ConfigError
 from gtn_search.evaluators.base import Evaluator, Measurement, NonFiniteScore
 from gtn_search.evaluators.common import (
@@ -25,7 +26,7 @@ from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
 
 
-class GTNEvaluatorConfig(StrictModel):
+class GTNEvaluatorConfig(DeviceOption):
     """Options of the GTN evaluator."""
 
     teaching_set: str
@@ -37,17 +38,17 @@ class GTNEvaluatorConfig(StrictModel):
 
 
 @lru_cache(maxsize=4)
-def _load_teaching_set(path: str, mtime: float) -> TeachingSet:
-    return TeachingSet.load(path)
+def _load_teaching_set(path: str, mtime: float, device: str) -> TeachingSet:
+    return TeachingSet.load(path).to(torch.device(device))
 
 
-def load_teaching_set(path: str) -> TeachingSet:
-    """A teaching set, loaded once per process (reloaded if the file changes)."""
+def load_teaching_set(path: str, device: torch.device | None = None) -> TeachingSet:
+    """A teaching set on ``device`` (default CPU), loaded once per process (reloaded if the file changes)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"evaluator 'gtn': teaching set {p} does not exist; meta-train one with "
                           f"'gtn-search gtn train' (it writes teaching_set.pt) or fix 'teaching_set'")
-    return _load_teaching_set(str(p.resolve()), os.path.getmtime(p))
+    return _load_teaching_set(str(p.resolve()), os.path.getmtime(p), str(device or torch.device("cpu")))
 
 
 @EVALUATORS.register("gtn")
@@ -71,11 +72,12 @@ class GTNEvaluator(Evaluator):
             raise ConfigError(f"evaluator 'gtn': steps={steps} but the teaching set has {teaching.steps} steps")
 
     def _evaluate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> Measurement:
-        teaching = load_teaching_set(self.config.teaching_set)
-        data = dataset_for(teaching.dataset, self.data_root)
+        device = self.device
+        teaching = load_teaching_set(self.config.teaching_set, device)
+        data = dataset_for(teaching.dataset, self.data_root, device)
         norm, wn = self._style(teaching)
         bp = candidate_blueprint(blueprint, data, "learner", norm, wn)
-        module, params, fwd = build_candidate(arch, bp, seed, teaching.batch)
+        module, params, fwd = build_candidate(arch, bp, seed, teaching.batch, device)
         steps = self.config.steps or teaching.steps
         trained = teaching.train(module, steps)
         x, y = validation_split(data, self.config.val_size)

@@ -9,7 +9,7 @@ import torch
 from pydantic import Field, model_validator
 
 from gtn_search.augment import random_crop_flip
-from gtn_search.configio import StrictModel
+from gtn_search.device import AmpOption, DeviceOption, LossWatch, autocast, host_to_device
 from gtn_search.evaluators.base import Evaluator, Measurement, NonFiniteScore
 from gtn_search.evaluators.common import (
     build_candidate,
@@ -23,8 +23,9 @@ from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
 
 
-class RealDataEvaluatorConfig(StrictModel):
-    """Options of the real-data evaluator (exactly one of ``steps`` and ``epochs``)."""
+class RealDataEvaluatorConfig(DeviceOption, AmpOption):
+    """Options of the real-data evaluator (exactly one of ``steps`` and ``epochs``); ``amp: bf16``
+    runs forward passes (training and scoring) under bfloat16 autocast."""
 
     dataset: str = "mnist"
     steps: int | None = Field(default=None, ge=1)
@@ -55,6 +56,11 @@ def make_optimizer(params, cfg: RealDataEvaluatorConfig) -> torch.optim.Optimize
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
+def _raise_if_nonfinite(bad: tuple[int, float] | None) -> None:
+    if bad is not None:
+        raise NonFiniteScore(f"training loss {bad[1]} at step {bad[0]}")
+
+
 @EVALUATORS.register("real")
 class RealDataEvaluator(Evaluator):
     """T steps (or E epochs) of SGD/Adam on real training data, then validation accuracy."""
@@ -65,37 +71,40 @@ class RealDataEvaluator(Evaluator):
         dataset_for(self.config.dataset, self.data_root)
 
     def _evaluate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> Measurement:
-        cfg = self.config
-        data = dataset_for(cfg.dataset, self.data_root)
+        cfg, device = self.config, self.device
+        data = dataset_for(cfg.dataset, self.data_root, device)
         bp = candidate_blueprint(blueprint, data, cfg.style)
-        module, params, fwd = build_candidate(arch, bp, seed, cfg.batch_size)
+        module, params, fwd = build_candidate(arch, bp, seed, cfg.batch_size, device)
         n = len(data.train_x)
         steps = cfg.steps or max(1, math.ceil(cfg.epochs * n / cfg.batch_size))  # type: ignore[operator]
         opt = make_optimizer(module.parameters(), cfg)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cfg.schedule == "cosine" else None
         rng = torch.Generator().manual_seed(seed)
-        order, pos = torch.randperm(n, generator=rng), 0
+        order, pos = host_to_device(torch.randperm(n, generator=rng), device), 0
+        watch = LossWatch()
         module.train()
         for step in range(steps):
             if pos + cfg.batch_size > n:
-                order, pos = torch.randperm(n, generator=rng), 0
+                order, pos = host_to_device(torch.randperm(n, generator=rng), device), 0
             idx = order[pos : pos + cfg.batch_size]
             pos += cfg.batch_size
             xb = data.train_x[idx]
             if cfg.augment == "crop_flip":
                 xb = random_crop_flip(xb, rng)
-            loss = module.training_loss(xb, data.train_y[idx])
-            if not torch.isfinite(loss):
-                raise NonFiniteScore(f"training loss {float(loss)} at step {step + 1}")
+            with autocast(device, cfg.amp):
+                loss = module.training_loss(xb, data.train_y[idx])
+            _raise_if_nonfinite(watch.add(step + 1, loss))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if sched is not None:
                 sched.step()
+        _raise_if_nonfinite(watch.check())
         if cfg.style == "blueprint":
             module.eval()
         x, y = validation_split(data, cfg.val_size)
-        acc, vloss = evaluate(module, dict(module.named_parameters()), x, y, cfg.eval_batch)
+        with autocast(device, cfg.amp):
+            acc, vloss = evaluate(module, dict(module.named_parameters()), x, y, cfg.eval_batch)
         if not math.isfinite(vloss):
             raise NonFiniteScore(f"validation loss {vloss} after {steps} steps")
         images = steps * cfg.batch_size

@@ -38,7 +38,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils import parametrize
 
-from gtn_search.configio import StrictModel
+from gtn_search.device import DeviceOption, host_to_device
 from gtn_search.evaluators.base import Evaluator, Measurement, NonFiniteScore
 from gtn_search.evaluators.common import (
     build_candidate,
@@ -51,7 +51,7 @@ from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
 
 
-class ZeroCostConfig(StrictModel):
+class ZeroCostConfig(DeviceOption):
     """Options shared by the zero-cost evaluators."""
 
     dataset: str = "mnist"
@@ -70,22 +70,22 @@ class _ZeroCost(Evaluator):
         dataset_for(self.config.dataset, self.data_root)
 
     def _candidate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> tuple[nn.Module, int, int, Blueprint]:
-        data = dataset_for(self.config.dataset, self.data_root)
+        data = dataset_for(self.config.dataset, self.data_root, self.device)
         bp = candidate_blueprint(blueprint, data, self.config.style)
-        module, params, fwd = build_candidate(arch, bp, seed, self.config.batch_size)
+        module, params, fwd = build_candidate(arch, bp, seed, self.config.batch_size, self.device)
         return module, params, fwd, bp
 
     def _batch(self, seed: int) -> torch.Tensor:
-        data = dataset_for(self.config.dataset, self.data_root)
+        data = dataset_for(self.config.dataset, self.data_root, self.device)
         g = torch_rng(seed, "zero-cost-batch")
         idx = torch.randperm(len(data.train_x), generator=g)[: self.config.batch_size]
-        return data.train_x[idx]
+        return data.train_x[host_to_device(idx, self.device)]
 
 
 def naswot_score(module: nn.Module, x: torch.Tensor) -> float:
     """``log|K|`` of the rectifier-agreement kernel of ``module`` on the images ``x``."""
     n = len(x)
-    kernel = torch.zeros(n, n, dtype=torch.float64)
+    kernel = torch.zeros(n, n, dtype=torch.float64, device=x.device)
 
     def hook(_mod: nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
         codes = (inputs[0].detach().reshape(n, -1) > 0).double()
@@ -116,7 +116,7 @@ def jacob_cov_score(module: nn.Module, x: torch.Tensor) -> float:
     if isinstance(out, tuple):  # auxiliary head
         out = out[0]
     out.backward(torch.ones_like(out))
-    jacobian = x.grad.reshape(len(x), -1).double().numpy()
+    jacobian = x.grad.reshape(len(x), -1).double().cpu().numpy()
     with np.errstate(all="ignore"):
         eigenvalues = np.linalg.eig(np.corrcoef(jacobian))[0]
         k = 1e-5
@@ -152,11 +152,12 @@ def _without_norms_and_weight_norm(module: nn.Module) -> nn.Module:
 def synflow_score(module: nn.Module, input_shape: tuple[int, ...]) -> float:
     """``log(1 + sum |w * dR/dw|)`` of the linearised network (norms off, effective weights) on ones."""
     net = _without_norms_and_weight_norm(module).double().eval()
+    device = next(net.parameters()).device
     with torch.no_grad():
         for value in net.state_dict().values():
             value.abs_()
     net.zero_grad(set_to_none=True)
-    out = net(torch.ones((1, *input_shape), dtype=torch.float64))
+    out = net(torch.ones((1, *input_shape), dtype=torch.float64, device=device))
     if isinstance(out, tuple):  # auxiliary head
         out = out[0]
     out.sum().backward()

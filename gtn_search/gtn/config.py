@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from gtn_search.configio import StrictModel, load_yaml, parse_model, require_mapping
+from gtn_search.device import DeviceSpec
 from gtn_search.errors import ConfigError, unknown_name
 from gtn_search.gtn.curriculum import CurriculumKind
 from gtn_search.gtn.generator import GeneratorConfig
@@ -46,6 +47,10 @@ class GTNConfig(StrictModel):
     checkpoint_every: int = Field(default=100, ge=1)
     max_nonfinite: int = Field(default=10, ge=1)
     seed: int = Field(default=0, ge=0, le=2**62)
+    #: where to meta-train (auto: CUDA when available); not stored with the run (see to_mapping)
+    device: DeviceSpec = Field(default="auto", exclude=True)
+    #: on CUDA: deterministic algorithms and cuDNN kernels (bit-identical reruns/resumes, slower)
+    deterministic: bool = Field(default=False, exclude=True)
 
     @model_validator(mode="after")
     def _consistent(self) -> GTNConfig:
@@ -57,7 +62,7 @@ class GTNConfig(StrictModel):
         return self
 
     def to_mapping(self) -> dict[str, Any]:
-        """Plain data for YAML and checkpoints."""
+        """Plain data for YAML and checkpoints, without ``device``/``deterministic`` (a run resumes anywhere)."""
         data = self.model_dump(mode="json")
         return data
 

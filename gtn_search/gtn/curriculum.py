@@ -9,8 +9,8 @@ Four variants, from the paper's ablation (the full curriculum is best):
 
 Labels are fixed and balanced (index mod K). With ``soft_labels`` each sample also gets learned
 label logits (initialised to a confident one-hot), and the learner is trained on their softmax.
-Randomness (fresh noise, orders) comes from the ``torch.Generator`` passed in, so a meta-iteration
-is a pure function of its seed.
+Randomness (fresh noise, orders) comes from the CPU ``torch.Generator`` passed in (moved to the
+curriculum's device afterwards), so a meta-iteration is a pure function of its seed on any device.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+from gtn_search.device import host_to_device
 
 CurriculumKind = Literal["none", "all_shuffled", "shuffled_batch", "full"]
 CURRICULA: tuple[str, ...] = ("none", "all_shuffled", "shuffled_batch", "full")
@@ -56,15 +58,15 @@ class Curriculum(nn.Module):
         labels = self.labels
         soft = None if self.label_logits is None else torch.softmax(self.label_logits, dim=-1)
         if self.kind == "none":
-            noise = torch.randn(t, b, self.noise_dim, generator=rng)
+            noise = host_to_device(torch.randn(t, b, self.noise_dim, generator=rng), self.labels.device)
         elif self.kind == "full":
             noise = self.noise
         elif self.kind == "shuffled_batch":
-            order = torch.randperm(t, generator=rng)
+            order = host_to_device(torch.randperm(t, generator=rng), self.labels.device)
             noise, labels = self.noise[order], labels[order]
             soft = None if soft is None else soft[order]
         else:  # all_shuffled
-            order = torch.randperm(t * b, generator=rng)
+            order = host_to_device(torch.randperm(t * b, generator=rng), self.labels.device)
             noise = self.noise.reshape(t * b, -1)[order].view(t, b, -1)
             labels = labels.reshape(-1)[order].view(t, b)
             soft = None if soft is None else soft.reshape(t * b, -1)[order].view(t, b, -1)

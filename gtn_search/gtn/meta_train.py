@@ -6,7 +6,9 @@ the curriculum, train the learner T steps on it differentiably, take its loss on
 through the whole inner run into the generator, the curriculum and the lr/momentum schedule, and
 take one Adam step (cosine-decayed learning rate, optional gradient clipping). The validation split
 is only monitored. Every random draw of iteration i is derived from ``(seed, i)``, so resuming from
-a checkpoint continues bit for bit like an uninterrupted run on CPU.
+a checkpoint continues bit for bit like an uninterrupted run on CPU (on CUDA with
+``deterministic: true``). The GTN, the learners and the data live on ``config.device``; the random
+draws are made on the CPU and moved, and checkpoints are written from the CPU.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 
 from gtn_search.augment import random_crop_flip
 from gtn_search.data import DatasetTensors
+from gtn_search.device import device_settings, host_to_device, oom_message, resolve_device
 from gtn_search.errors import CheckpointError, TrainingError
 from gtn_search.gtn.config import GTNConfig
 from gtn_search.gtn.learners import make_learner
@@ -47,9 +50,10 @@ class MetaTrainer:
         if data.train_x.shape[0] < 1 or data.val_x.shape[0] < 1:
             raise TrainingError(f"dataset {data.name} has an empty train or validation split")
         self.config = config
-        self.data = data
+        self.device = resolve_device(config.device)
+        self.data = data.to(self.device)
         with torch_seed(derive_seed(config.seed, "gtn-init")):
-            self.gtn = GTN(config, data.shape, data.num_classes)
+            self.gtn = GTN(config, data.shape, data.num_classes).to(self.device)
         self.meta_opt = torch.optim.Adam(self.gtn.parameters(), lr=config.lr, betas=tuple(config.betas))
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.meta_opt, T_max=config.meta_iterations, eta_min=config.lr * config.final_lr_fraction
@@ -64,7 +68,7 @@ class MetaTrainer:
     # -- one meta-iteration --------------------------------------------------------------------
     def _real_batch(self, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.data.train_x, self.data.train_y
-        idx = torch.randint(len(x), (self.config.meta_batch,), generator=rng)
+        idx = host_to_device(torch.randint(len(x), (self.config.meta_batch,), generator=rng), self.device)
         xb = x[idx]
         if self.config.augment == "crop_flip":
             xb = random_crop_flip(xb, rng)
@@ -72,10 +76,18 @@ class MetaTrainer:
 
     def step(self) -> dict[str, Any]:
         """Run one meta-iteration; returns its record (also appended to the history)."""
+        try:
+            return self._step()
+        except torch.cuda.OutOfMemoryError as exc:
+            raise TrainingError(f"meta-iteration {self.iteration}: {oom_message(exc)}; lower inner_batch, inner_steps "
+                                f"or meta_batch, or set gradient_checkpointing: true") from None
+
+    def _step(self) -> dict[str, Any]:
         cfg, it = self.config, self.iteration
         start = time.perf_counter()
         learner, description = make_learner(cfg.learner, self.data.shape, self.data.num_classes,
                                              derive_seed(cfg.seed, "learner", it))
+        learner.to(self.device)
         batch_rng = torch_rng(cfg.seed, "meta-batch", it)
         self.gtn.train()
         images, targets = self.gtn.teaching_batches(torch_rng(cfg.seed, "curriculum", it))
@@ -134,14 +146,15 @@ class MetaTrainer:
 
     # -- monitoring and export -------------------------------------------------------------------
     def teaching_set(self) -> TeachingSet:
-        """The current curriculum frozen into tensors (the learner-facing images and schedule)."""
+        """The current curriculum frozen into CPU tensors (the learner-facing images and schedule)."""
         return _freeze(self.gtn, self.config, self.data.name, self.data.mean, self.data.std, self.iteration)
 
     def monitor(self) -> float:
         """Validation accuracy (on ``monitor_size`` images) of a fixed fresh learner trained on the teaching set."""
         cfg = self.config
         learner, _ = make_learner(cfg.learner, self.data.shape, self.data.num_classes, derive_seed(cfg.seed, "monitor"))
-        params = self.teaching_set().train(learner)
+        learner.to(self.device)
+        params = self.teaching_set().to(self.device).train(learner)
         acc, _ = evaluate(learner, params, self.data.val_x[: cfg.monitor_size], self.data.val_y[: cfg.monitor_size])
         self.history["monitor_iteration"].append(self.iteration)
         self.history["monitor_accuracy"].append(acc)
@@ -158,16 +171,17 @@ class MetaTrainer:
                    desc=f"meta-train {cfg.dataset}", dynamic_ncols=True)
         acc = self.history["monitor_accuracy"][-1] if self.history["monitor_accuracy"] else float("nan")
         try:
-            while self.iteration < end:
-                record = self.step()
-                done = self.iteration
-                if cfg.monitor_every and (done % cfg.monitor_every == 0 or done == cfg.meta_iterations):
-                    acc = self.monitor()
-                if checkpoint_path is not None and (done % cfg.checkpoint_every == 0 or done == end):
-                    self.save_checkpoint(checkpoint_path)
-                bar.update(1)
-                bar.set_postfix(meta_loss=f"{record['meta_loss']:.3f}", val_acc=f"{acc:.3f}",
-                                s_per_it=f"{record['seconds']:.2f}")
+            with device_settings(self.device, cfg.deterministic):
+                while self.iteration < end:
+                    record = self.step()
+                    done = self.iteration
+                    if cfg.monitor_every and (done % cfg.monitor_every == 0 or done == cfg.meta_iterations):
+                        acc = self.monitor()
+                    if checkpoint_path is not None and (done % cfg.checkpoint_every == 0 or done == end):
+                        self.save_checkpoint(checkpoint_path)
+                    bar.update(1)
+                    bar.set_postfix(meta_loss=f"{record['meta_loss']:.3f}", val_acc=f"{acc:.3f}",
+                                    s_per_it=f"{record['seconds']:.2f}")
         finally:
             bar.close()
         return self.history
@@ -212,12 +226,14 @@ class MetaTrainer:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], data: DatasetTensors | None = None,
-                        data_root: str | os.PathLike[str] | None = None) -> MetaTrainer:
-        """Rebuild a trainer from a checkpoint (loading its dataset unless ``data`` is given)."""
+                        data_root: str | os.PathLike[str] | None = None, device: str = "auto",
+                        deterministic: bool = False) -> MetaTrainer:
+        """Rebuild a trainer from a checkpoint (loading its dataset unless ``data`` is given), on ``device``."""
         state = read_checkpoint(path)
         from gtn_search.configio import parse_model
 
-        config = parse_model(GTNConfig, state["config"], f"{path}: config")
+        config = parse_model(GTNConfig, {**state["config"], "device": device, "deterministic": deterministic},
+                             f"{path}: config")
         if data is None:
             from gtn_search.data import load_dataset
 
@@ -268,7 +284,7 @@ def _freeze(gtn: GTN, config: GTNConfig, dataset: str, mean: tuple[float, ...], 
         images, targets = gtn.teaching_batches(torch_rng(config.seed, "teaching-set"))
         lr, momentum = gtn.schedule()
     return TeachingSet(
-        images=images.detach().clone(), targets=targets.detach().clone(), lr=lr.detach().clone(),
-        momentum=momentum.detach().clone(), dataset=dataset, num_classes=gtn.num_classes, mean=mean, std=std,
+        images=images.detach().cpu().clone(), targets=targets.detach().cpu().clone(), lr=lr.detach().cpu().clone(),
+        momentum=momentum.detach().cpu().clone(), dataset=dataset, num_classes=gtn.num_classes, mean=mean, std=std,
         info={"config": config.to_mapping(), "meta_iterations_done": iteration, "image_shape": list(gtn.image_shape)},
     )

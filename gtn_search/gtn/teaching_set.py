@@ -8,6 +8,7 @@ candidates with nothing but this file and a validation split.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,13 @@ class TeachingSet:
     def image_shape(self) -> tuple[int, int, int]:
         c, h, w = self.images.shape[2:]
         return int(c), int(h), int(w)
+
+    def to(self, device: torch.device) -> TeachingSet:
+        """The same teaching set with its tensors on ``device`` (``self`` if they are there already)."""
+        if self.images.device == device:
+            return self
+        return dataclasses.replace(self, images=self.images.to(device), targets=self.targets.to(device),
+                                   lr=self.lr.to(device), momentum=self.momentum.to(device))
 
     def train(self, module: nn.Module, steps: int | None = None) -> Params:
         """Train a fresh ``module`` for ``steps`` (default all T) steps; return its final params."""

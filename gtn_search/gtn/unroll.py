@@ -39,11 +39,12 @@ def logits_of(module: nn.Module, params: Params, x: torch.Tensor) -> torch.Tenso
 
 @dataclass
 class UnrollResult:
-    """Final parameters, the summed intermediate meta-losses, and per-step inner losses."""
+    """Final parameters, the summed intermediate meta-losses, and per-step inner losses (detached
+    tensors on the learner's device: reading them is left to the caller, no sync per step)."""
 
     params: Params
     intermediate_loss: torch.Tensor | None
-    inner_losses: list[float] = field(default_factory=list)
+    inner_losses: list[torch.Tensor] = field(default_factory=list)
 
 
 def initial_params(module: nn.Module) -> Params:
@@ -79,7 +80,7 @@ def unroll(
     values = [current[n] for n in names]
     velocity: list[torch.Tensor] | None = None
     total_inter: torch.Tensor | None = None
-    losses: list[float] = []
+    losses: list[torch.Tensor] = []
 
     def one_step(x, y, step_lr, step_m, *state):  # type: ignore[no-untyped-def]
         n = len(names)
@@ -96,7 +97,7 @@ def unroll(
             out = _checkpoint(one_step, images[t], targets[t], lr[t], momentum[t], *state, use_reentrant=False)
         else:
             out = one_step(images[t], targets[t], lr[t], momentum[t], *state)
-        losses.append(float(out[0]))
+        losses.append(out[0])
         values = list(out[1 : 1 + len(names)])
         velocity = list(out[1 + len(names) :])
         if not create_graph:
@@ -119,12 +120,14 @@ def evaluate(
     """``(accuracy, mean loss)`` of ``module`` with ``params`` on ``x``/``y``, in batches.
 
     Learners normalise with batch statistics, so batches of real data are normalised by their
-    own statistics, exactly as during the meta-loss.
+    own statistics, exactly as during the meta-loss. The sums stay on the device (one sync at the
+    end); the loss is summed in float64, as Python floats summed it before.
     """
-    correct, total_loss = 0, 0.0
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    total_loss = torch.zeros((), dtype=torch.float64, device=x.device)
     for i in range(0, len(x), batch_size):
         logits = logits_of(module, params, x[i : i + batch_size])
         yb = y[i : i + batch_size]
-        correct += int((logits.argmax(1) == yb).sum())
-        total_loss += float(F.cross_entropy(logits, yb, reduction="sum"))
-    return correct / len(x), total_loss / len(x)
+        correct += (logits.argmax(1) == yb).sum()
+        total_loss += F.cross_entropy(logits, yb, reduction="sum").double()
+    return int(correct) / len(x), float(total_loss) / len(x)
