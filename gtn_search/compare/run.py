@@ -154,15 +154,14 @@ class Comparison:
             bar = tqdm(total=len(archs) * (1 + len(evaluators)), disable=not self.progress, unit="eval",
                        desc="final training", dynamic_ncols=True)
         import concurrent.futures as cf
-        import multiprocessing
         import os
+
+        from gtn_search.executors import kill_workers, local_pool
 
         gt = self.config.ground_truth
         replicates = list(zip(self.gt_keys, gt.replicate_seeds()))
         jobs: dict[cf.Future[dict[str, Any]], tuple[str, str, str]] = {}
-        threads = max(1, (os.cpu_count() or 1) // self.config.workers)
-        pool = cf.ProcessPoolExecutor(max_workers=self.config.workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_init_worker, initargs=(threads,))
+        pool = local_pool(self.config.workers, max(1, (os.cpu_count() or 1) // self.config.workers))
         data_spec = (self.config.dataset, self.config.data_root, self.config.limit)
         try:
             for r, (gt_key, gt_seed) in enumerate(replicates):  # replicate 0 of every architecture first
@@ -187,7 +186,8 @@ class Comparison:
                 else:
                     self.store.put_proxy(key, arch_hash, result)
                 bar.update(1)
-        except BaseException:
+        except BaseException:  # interrupted or failed: running jobs are abandoned, their workers killed
+            kill_workers(pool)
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         finally:
@@ -379,12 +379,6 @@ def _ground_truth_result(arch: Architecture, blueprint: Blueprint, data: Any, re
     except TrainingError as exc:
         result = {"error": str(exc), "status": "failed"}
     return result
-
-
-def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 #: evaluators already set up in this worker process, by their settings
