@@ -23,7 +23,8 @@ from gtn_search.evaluators.base import EvalResult
 from gtn_search.executors import Executor, make_executor
 from gtn_search.search_config import SearchConfig, check_budget
 from gtn_search.seeding import derive_seed
-from gtn_search.storage import Study, TrialRecord
+from gtn_search.storage import Study, TrialRecord, database_path
+from gtn_search.studylock import StudyLock
 from search_spaces.blueprint import Blueprint
 from search_spaces.space import CellSearchSpace
 from strategies import Strategy, make_strategy
@@ -123,6 +124,11 @@ class SearchRunner:
 
     # -- the loop -----------------------------------------------------------------------------------
     def run(self) -> SearchSummary:
+        """Run the study to its budget, holding its lock throughout (a second search is refused)."""
+        with StudyLock(database_path(self.config.study)):
+            return self._run()
+
+    def _run(self) -> SearchSummary:
         from tqdm import tqdm
 
         self.evaluator.setup()

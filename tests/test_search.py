@@ -278,6 +278,29 @@ def test_killing_a_parallel_search_leaves_no_process_behind(tmp_path, tiny_teach
     assert [rows[row[0]] for row in before] == before  # nothing recorded before SIGTERM changed
 
 
+def test_a_second_search_on_a_running_study_is_refused_while_show_and_export_work(tmp_path, tiny_teaching_set,
+                                                                                   mnist_root, capsys):
+    cfg = config(tmp_path / "s", tiny_teaching_set, mnist_root, strategy="random", budget={"trials": 500})
+    path = _write_config(tmp_path / "s.yaml", cfg)
+    first = _start_search_and_wait(cfg, path, finished=2, processes=0, log=tmp_path / "stderr.txt")
+    try:
+        capsys.readouterr()
+        assert main(["search", str(path), "--no-progress"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: study {cfg.study} is in use by pid {first.pid} on ") and "\n" not in err
+        assert f"(gtn-search search {path} --no-progress) since " in err and "wait for it to finish or stop it" in err
+        assert main(["show", cfg.study]) == 0  # readers take no lock
+        assert main(["export", cfg.study, "--top", "1", "--out", str(tmp_path / "best")]) == 0
+        assert first.poll() is None  # the first search is unharmed
+    finally:
+        first.kill()
+        first.wait()
+    recorded = len(Study(cfg.study).trials())
+    # the kernel released the dead search's lock: the study resumes
+    assert main(["search", str(path), "--no-progress", "--trials", str(recorded + 1)]) == 0
+    assert "resumed" in capsys.readouterr().out
+
+
 def test_parallel_workers_give_the_same_trials_as_sequential(tmp_path, tiny_teaching_set, mnist_root):
     base = {"strategy": "random", "budget": {"trials": 6}}
     seq = run_search(config(tmp_path / "seq", tiny_teaching_set, mnist_root, **base), progress=False)

@@ -34,6 +34,7 @@ from gtn_search.runner import resolve_blueprint, run_search
 from gtn_search.search_config import Budget, PluginSpec, SearchConfig
 from gtn_search.seeding import derive_seed, numpy_rng
 from gtn_search.storage import Study
+from gtn_search.studylock import StudyLock
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
 from search_spaces.space import CellSearchSpace
@@ -324,6 +325,11 @@ class Comparison:
 
     # -- everything -------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        """Everything, holding the comparison's lock (a second run on the same ``out`` is refused)."""
+        with StudyLock(self.out / "compare.db", what="comparison"):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
         from gtn_search.compare.report import write_report
