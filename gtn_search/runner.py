@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -68,7 +69,8 @@ class SearchRunner:
         self.snapshot_every = snapshot_every
         self.space = CellSearchSpace.from_mapping(config.space, where="space")
         self.blueprint = resolve_blueprint(config.blueprint)
-        self.evaluator = make_evaluator(config.evaluator.name, config.evaluator.options, config.data_root)
+        self.evaluator = make_evaluator(config.evaluator.name, config.evaluator.options, config.data_root,
+                                        config.base_dir)
         options = dict(config.strategy.options)
         if config.strategy.name.startswith("ng:") or config.strategy.name == "nevergrad":
             options.setdefault("budget", config.budget.trials)
@@ -217,7 +219,7 @@ class SearchRunner:
             bar.close()
             counts, totals = study.counts(), study.totals()
             return SearchSummary(
-                study=str(study.path), evaluated=totals["evaluated"], cached=counts.get("cached", 0),
+                study=os.path.abspath(study.path), evaluated=totals["evaluated"], cached=counts.get("cached", 0),
                 failed=counts.get("failed", 0), seconds=elapsed_before + time.monotonic() - start,
                 flops=totals["flops"], best=study.best(10), resumed=resumed, rerun=len(rerun),
             )

@@ -301,6 +301,48 @@ def test_a_second_search_on_a_running_study_is_refused_while_show_and_export_wor
     assert "resumed" in capsys.readouterr().out
 
 
+def test_relative_paths_in_a_config_are_taken_from_its_folder(tmp_path, tiny_teaching_set, mnist_root, monkeypatch,
+                                                              capsys, caplog):
+    import shutil
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "teach").mkdir(parents=True)
+    elsewhere.mkdir()
+    shutil.copy(tiny_teaching_set, project / "teach" / "ts.pt")
+    (project / "data").symlink_to(mnist_root)
+    data = config(tmp_path, tiny_teaching_set, mnist_root, strategy="random", budget={"trials": 2}).model_dump(mode="json")
+    data.update(study="runs/s.db", data_root="data",
+                evaluator={"name": "gtn", "options": {"teaching_set": "teach/ts.pt", "val_size": 64}})
+    (project / "search.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(elsewhere)
+    assert main(["search", str(project / "search.yaml"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"study {project / 'runs' / 's.db'} (new)\n")  # absolute
+    assert f"study {project / 'runs' / 's.db'}: 2 evaluated" in out and not any(elsewhere.iterdir())
+    monkeypatch.chdir(project / "teach")  # the same config from another folder resumes the same study
+    assert main(["search", "../search.yaml", "--no-progress", "--trials", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"study {project / 'runs' / 's.db'} (resuming)\n") and "3 evaluated" in out
+
+    # command-line paths stay relative to the current folder
+    cfg = load_search_config(project / "search.yaml", {"study": "x.db", "data_root": "d"})
+    assert (cfg.study, cfg.data_root, cfg.base_dir) == (str(project / "teach" / "x.db"), str(project / "teach" / "d"),
+                                                        str(project))
+    gtn = make_evaluator("gtn", {"teaching_set": "ts.pt"}, base_dir=str(project / "teach"))
+    assert gtn.config.teaching_set == str(project / "teach" / "ts.pt")
+    assert gtn.describe()["options"]["teaching_set"] == "ts.pt"  # studies keep the options as written
+
+    # a study made when paths were taken from the current folder is still found, with a notice
+    (elsewhere / "old").mkdir()
+    shutil.copy(project / "runs" / "s.db", elsewhere / "old" / "s.db")
+    (project / "old.yaml").write_text(yaml.safe_dump({**data, "study": "old/s.db"}))
+    monkeypatch.chdir(elsewhere)
+    assert main(["search", str(project / "old.yaml"), "--no-progress", "--trials", "3"]) == 0
+    assert capsys.readouterr().out.startswith(f"study {elsewhere / 'old' / 's.db'} (resuming)\n")
+    assert f"note: study old/s.db: using {elsewhere / 'old' / 's.db'} (found in the current folder" in caplog.text
+    assert not (project / "old").exists()
+
+
 def test_parallel_workers_give_the_same_trials_as_sequential(tmp_path, tiny_teaching_set, mnist_root):
     base = {"strategy": "random", "budget": {"trials": 6}}
     seq = run_search(config(tmp_path / "seq", tiny_teaching_set, mnist_root, **base), progress=False)

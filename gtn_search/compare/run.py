@@ -120,10 +120,11 @@ class Comparison:
         out = {}
         for setting, (proxy, options) in self.config.settings().items():
             options = self._options(proxy.evaluator.name, options)
-            evaluator = make_evaluator(proxy.evaluator.name, options, self.config.data_root)
+            evaluator = make_evaluator(proxy.evaluator.name, options, self.config.data_root, self.config.base_dir)
             evaluator.setup()
+            resolved = {k: getattr(evaluator.config, k) for k in options if hasattr(evaluator.config, k)}
             key = digest({"evaluator": evaluator.describe(), "blueprint": self.blueprint.to_mapping(),
-                          "files": _file_digests(options)})
+                          "files": _file_digests(resolved)})
             out[setting] = (evaluator, proxy.evaluator.name, options, key)
         return out
 
@@ -175,8 +176,8 @@ class Comparison:
                 for arch in archs:
                     if self.store.proxy(key, arch.hash) is None:
                         seed = derive_seed(self.config.seed, "compare-proxy", arch.hash)
-                        fut = pool.submit(_proxy_job, name, options, self.config.data_root, arch, self.blueprint,
-                                          seed)
+                        fut = pool.submit(_proxy_job, name, options, self.config.data_root, self.config.base_dir,
+                                          arch, self.blueprint, seed)
                         jobs[fut] = ("proxy", key, arch.hash)
             bar.update(bar.total - len(jobs) - bar.n)
             for fut in cf.as_completed(jobs):
@@ -272,7 +273,8 @@ class Comparison:
                         space=self.config.space, blueprint=self.config.blueprint,
                         strategy=PluginSpec(name=strategy, options=eb.strategy_options.get(strategy, {})),
                         evaluator=PluginSpec(name=proxy.evaluator.name, options=options),
-                        budget=Budget(flops=eb.flops), seed=seed, data_root=self.config.data_root)
+                        budget=Budget(flops=eb.flops), seed=seed, data_root=self.config.data_root,
+                        base_dir=self.config.base_dir)
                     summary = run_search(cfg, progress=self.progress)
                     picks.setdefault((setting, strategy), []).append(
                         self._search_picks(Study(summary.study), eb.top_k, eb.flops, eb.curve_fractions))
@@ -397,11 +399,11 @@ def _ground_truth_job(arch: Architecture, blueprint: Blueprint, data_spec: tuple
     return _ground_truth_result(arch, blueprint, load_dataset(dataset, data_root, limit=limit), recipe, run_dir, seed)
 
 
-def _proxy_job(name: str, options: dict[str, Any], data_root: str | None, arch: Architecture, blueprint: Blueprint,
-               seed: int) -> dict[str, Any]:
-    key = digest({"name": name, "options": options, "data_root": data_root})
+def _proxy_job(name: str, options: dict[str, Any], data_root: str | None, base_dir: str | None, arch: Architecture,
+               blueprint: Blueprint, seed: int) -> dict[str, Any]:
+    key = digest({"name": name, "options": options, "data_root": data_root, "base_dir": base_dir})
     if key not in _WORKER_EVALUATORS:
-        evaluator = make_evaluator(name, options, data_root)
+        evaluator = make_evaluator(name, options, data_root, base_dir)
         evaluator.setup()
         _WORKER_EVALUATORS[key] = evaluator
     return _WORKER_EVALUATORS[key].evaluate(arch, blueprint, seed).to_dict()

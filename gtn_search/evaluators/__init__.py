@@ -22,10 +22,12 @@ from gtn_search.evaluators.zero_cost import (
 from gtn_search.registry import EVALUATORS
 
 
-def make_evaluator(name: str, options: dict[str, Any] | None = None, data_root: str | None = None) -> Evaluator:
-    """Instantiate a registered evaluator with validated options."""
+def make_evaluator(name: str, options: dict[str, Any] | None = None, data_root: str | None = None,
+                   base_dir: str | None = None) -> Evaluator:
+    """Instantiate a registered evaluator with validated options (relative file options are taken
+    from ``base_dir``, the config file's folder; ``None``: the current folder)."""
     cls = EVALUATORS.get(name, where="evaluator")
-    return cls(options or {}, data_root=data_root)
+    return cls(options or {}, data_root=data_root, base_dir=base_dir)
 
 
 __all__ = ["EvalResult", "Evaluator", "GTNEvaluator", "Measurement", "NASWOTEvaluator", "ParamsEvaluator",
