@@ -73,7 +73,7 @@ def slow_malloc_warning(settings: dict[str, str | None]) -> str | None:
 
 #: prctl(2) option: the signal this process gets when the thread that started it exits.
 _PR_SET_PDEATHSIG = 1
-#: How often a worker checks that its parent is still alive (where prctl is not available).
+#: How often a worker checks that its parent is still alive (the portable fallback to prctl).
 PARENT_POLL_SECONDS = 0.5
 
 
@@ -234,7 +234,6 @@ class ProcessExecutor(Executor):
             kill_workers(self._pool)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = self._new_pool()
-
 
     def wait(self) -> list[Finished]:
         if self._reported:
