@@ -202,3 +202,17 @@ def test_bad_compare_configs_exit_1(tmp_path, capsys, change, message):
     assert main(["compare", str(path), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_comparison_in_use_by_another_run_is_refused(tmp_path, tiny_teaching_set, mnist_root):
+    import os
+    from pathlib import Path
+
+    from gtn_search.errors import StorageError
+    from gtn_search.studylock import StudyLock
+
+    cfg = load_compare_config_from(tmp_path, tiny_config(tmp_path, tiny_teaching_set, mnist_root))
+    with StudyLock(Path(cfg.out) / "compare.db"), \
+            pytest.raises(StorageError, match=f"comparison {cfg.out}/compare.db is in use by pid {os.getpid()} on "):
+        run_compare(cfg, progress=False)
+    assert not (Path(cfg.out) / "results.json").exists()  # nothing was computed
