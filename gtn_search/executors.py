@@ -3,16 +3,21 @@
 Every executor takes ``submit(number, evaluator, arch, blueprint, seed)`` and hands back finished
 trials from ``wait()``; the runner never knows which one it talks to. Worker processes run one
 torch thread each by default (``threads_per_worker``). A worker process that dies takes only its
-trial down: the trial is reported failed with the reason and the pool is rebuilt.
+trial down: the trial is reported failed with the reason and the pool is rebuilt. Local workers die
+with the process that started them, even when it is killed with SIGKILL (see :func:`local_pool`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
 import socket
+import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -66,6 +71,58 @@ def slow_malloc_warning(settings: dict[str, str | None]) -> str | None:
     return (f"{len(slow)} of {len(settings)} Dask workers run with MALLOC_TRIM_THRESHOLD_="
             f"{settings[slow[0]]} (Dask's default), which makes PyTorch training 2-3x slower; set "
             f"'{DASK_MALLOC_KEY}: null' in the workers' Dask config (dask.yaml) and restart them")
+
+
+#: prctl(2) option: the signal this process gets when the thread that started it exits.
+_PR_SET_PDEATHSIG = 1
+#: How often a worker checks that its parent is still alive (the portable fallback to prctl).
+PARENT_POLL_SECONDS = 0.5
+
+
+def _watch_parent(parent: int) -> None:
+    """Kill this process as soon as it is no longer the child of ``parent`` (re-parented: it died)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _init_worker(parent: int, started_by_main_thread: bool, threads: int, counter: Any, gpus: Sequence[str]) -> None:
+    """Initializer of every local worker process: die with the parent, run ``threads`` torch threads,
+    take the next GPU of ``gpus`` round-robin (:func:`~gtn_search.device.init_gpu_worker`).
+
+    On Linux the kernel sends SIGKILL the moment the parent dies (``PR_SET_PDEATHSIG``; it fires
+    when the *thread* that started the worker exits, so it is used only for workers started by the
+    main thread); everywhere, a daemon thread polls the parent pid as a fallback.
+    """
+    if started_by_main_thread and sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the watch was set up
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent", daemon=True).start()
+    _set_threads(threads)
+    if gpus:
+        init_gpu_worker(counter, gpus)
+
+
+def local_pool(workers: int, threads: int, gpus: Sequence[str] = (), counter: Any = None) -> cf.ProcessPoolExecutor:
+    """A pool of ``workers`` spawned processes running ``threads`` torch threads each, which die with
+    this process (SIGKILL included); use it from the thread that created it. With ``gpus``, each
+    worker takes the next one (``counter``, a shared ``Value('i')``, keeps counting across rebuilt pools)."""
+    started_by_main_thread = threading.current_thread() is threading.main_thread()
+    context = multiprocessing.get_context("spawn")
+    if gpus and counter is None:
+        counter = context.Value("i", 0)
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                                  initargs=(os.getpid(), started_by_main_thread, threads, counter, list(gpus)))
+
+
+def kill_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """Kill every worker process of ``pool`` now (their tasks are abandoned) and reap them."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        proc.kill()
+    for proc in procs:
+        proc.join(timeout=5)
 
 
 def _warm_up(threads: int) -> None:
@@ -152,8 +209,7 @@ class ProcessExecutor(Executor):
         self._pool = self._new_pool()
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
-        pool = cf.ProcessPoolExecutor(max_workers=self.capacity, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=init_gpu_worker, initargs=(self._worker_counter, self.gpus))
+        pool = local_pool(self.capacity, self.threads, self.gpus, self._worker_counter)
         if self.trial_timeout is not None:  # start the workers now, so that start-up is not timed
             cf.wait([pool.submit(_warm_up, self.threads) for _ in range(self.capacity)])
         return pool
@@ -187,8 +243,7 @@ class ProcessExecutor(Executor):
 
     def _rebuild(self, kill: bool) -> None:
         if kill:  # a hung worker never returns: stop every process of the old pool
-            for proc in list(getattr(self._pool, "_processes", {}).values()):
-                proc.kill()
+            kill_workers(self._pool)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = self._new_pool()
 
@@ -234,6 +289,10 @@ class ProcessExecutor(Executor):
         return len(self._futures) + len(self._reported)
 
     def shutdown(self) -> None:
+        """Stop the workers; trials still running are abandoned (and killed, not waited for)."""
+        if self._futures:
+            kill_workers(self._pool)
+            self._futures.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

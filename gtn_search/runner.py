@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,8 @@ from gtn_search.evaluators.base import EvalResult
 from gtn_search.executors import Executor, make_executor
 from gtn_search.search_config import SearchConfig, check_budget
 from gtn_search.seeding import derive_seed
-from gtn_search.storage import Study, TrialRecord
+from gtn_search.storage import Study, TrialRecord, database_path
+from gtn_search.studylock import StudyLock
 from search_spaces.blueprint import Blueprint
 from search_spaces.space import CellSearchSpace
 from strategies import Strategy, make_strategy
@@ -68,7 +70,7 @@ class SearchRunner:
         self.space = CellSearchSpace.from_mapping(config.space, where="space")
         self.blueprint = resolve_blueprint(config.blueprint)
         self.evaluator = make_evaluator(config.evaluator.name, config.evaluator.options, config.data_root,
-                                        config.device)
+                                        config.device, config.base_dir)
         options = dict(config.strategy.options)
         if config.strategy.name.startswith("ng:") or config.strategy.name == "nevergrad":
             options.setdefault("budget", config.budget.trials)
@@ -124,6 +126,11 @@ class SearchRunner:
 
     # -- the loop -----------------------------------------------------------------------------------
     def run(self) -> SearchSummary:
+        """Run the study to its budget, holding its lock throughout (a second search is refused)."""
+        with StudyLock(database_path(self.config.study)):
+            return self._run()
+
+    def _run(self) -> SearchSummary:
         from tqdm import tqdm
 
         self.evaluator.setup()
@@ -213,7 +220,7 @@ class SearchRunner:
             bar.close()
             counts, totals = study.counts(), study.totals()
             return SearchSummary(
-                study=str(study.path), evaluated=totals["evaluated"], cached=counts.get("cached", 0),
+                study=os.path.abspath(study.path), evaluated=totals["evaluated"], cached=counts.get("cached", 0),
                 failed=counts.get("failed", 0), seconds=elapsed_before + time.monotonic() - start,
                 flops=totals["flops"], best=study.best(10), resumed=resumed, rerun=len(rerun),
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,6 +11,8 @@ from pydantic import Field, field_validator, model_validator
 from gtn_search.configio import StrictModel, load_yaml, parse_model, require_mapping
 from gtn_search.device import DeviceSpec
 from gtn_search.errors import BudgetError
+from gtn_search.paths import resolve_path
+from gtn_search.storage import database_path
 
 
 class PluginSpec(StrictModel):
@@ -52,6 +55,9 @@ class SearchConfig(StrictModel):
     #: where trials train (auto: CUDA when available; local workers then share the GPUs round-robin);
     #: the evaluator's own 'device' option wins. Not part of the study: it resumes on any device.
     device: DeviceSpec = Field(default="auto", exclude=True)
+    #: the folder relative paths in evaluator options are resolved from; :func:`load_search_config`
+    #: sets it to the config file's folder (and makes ``study`` and ``data_root`` absolute)
+    base_dir: str | None = None
 
     @field_validator("strategy", "evaluator", mode="before")
     @classmethod
@@ -65,11 +71,29 @@ class SearchConfig(StrictModel):
         return {k: data[k] for k in ("space", "blueprint", "strategy", "evaluator", "seed")}
 
 
+#: The fields of a search config that are paths (resolved by :func:`load_search_config`).
+PATH_FIELDS = ("study", "data_root")
+
+
 def load_search_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SearchConfig:
-    """Read a search YAML file; ``overrides`` replace top-level fields (from command-line flags)."""
+    """Read a search YAML file; ``overrides`` replace top-level fields (from command-line flags).
+
+    Relative paths in the file are resolved from its folder, those in ``overrides`` from the
+    current folder (see :mod:`gtn_search.paths`); ``study`` and ``data_root`` come back absolute.
+    """
     where = str(path)
     data = dict(require_mapping(load_yaml(path), where))
+    folder = os.path.dirname(os.path.abspath(path))
+    base = data.get("base_dir") or folder
+    if isinstance(base, str):
+        data["base_dir"] = base = resolve_path(base, folder, "base_dir")
+        data.setdefault("study", SearchConfig.model_fields["study"].default)
+        for key in PATH_FIELDS:
+            if isinstance(data.get(key), str) and data[key]:
+                data[key] = resolve_path(_file_path(key, data[key]), base, key)
     for key, value in (overrides or {}).items():
+        if key in PATH_FIELDS and isinstance(value, str) and value:
+            value = resolve_path(_file_path(key, value), None, key)
         if key == "budget" and isinstance(value, dict):
             merged = dict(data.get("budget") or {})
             merged.update(value)
@@ -77,6 +101,11 @@ def load_search_config(path: str | Path, overrides: dict[str, Any] | None = None
         data[key] = value
     config = parse_model(SearchConfig, data, where)
     return config
+
+
+def _file_path(key: str, value: str) -> str:
+    """The path in a path field (a study's ``sqlite:///path`` URL becomes its path)."""
+    return str(database_path(value)) if key == "study" and "://" in value else value
 
 
 def check_budget(budget: Budget) -> None:

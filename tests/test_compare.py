@@ -202,3 +202,36 @@ def test_bad_compare_configs_exit_1(tmp_path, capsys, change, message):
     assert main(["compare", str(path), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_comparison_in_use_by_another_run_is_refused(tmp_path, tiny_teaching_set, mnist_root):
+    import os
+    from pathlib import Path
+
+    from gtn_search.errors import StorageError
+    from gtn_search.studylock import StudyLock
+
+    cfg = load_compare_config_from(tmp_path, tiny_config(tmp_path, tiny_teaching_set, mnist_root))
+    with StudyLock(Path(cfg.out) / "compare.db"), \
+            pytest.raises(StorageError, match=f"comparison {cfg.out}/compare.db is in use by pid {os.getpid()} on "):
+        run_compare(cfg, progress=False)
+    assert not (Path(cfg.out) / "results.json").exists()  # nothing was computed
+
+
+def test_relative_paths_in_a_compare_config_are_taken_from_its_folder(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    folder, elsewhere = tmp_path / "cfg", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    data = {"out": "runs/cmp", "data_root": "data",
+            "proxies": [{"label": "gtn", "evaluator": {"name": "gtn", "options": {"teaching_set": "ts.pt"}}}]}
+    cfg = load_compare_config_from(folder, data)
+    assert (cfg.out, cfg.data_root, cfg.base_dir) == (str(folder / "runs" / "cmp"), str(folder / "data"), str(folder))
+    cfg = load_compare_config(folder / "compare.yaml", {"out": "mine"})  # command-line paths: the current folder
+    assert cfg.out == str(elsewhere / "mine")
+    # the benchmark configuration keeps its repository-root paths with base_dir, from any folder
+    repo = Path(__file__).resolve().parents[1]
+    bench = load_compare_config(repo / "benchmarks" / "configs" / "compare_fashion.yaml")
+    assert bench.out == str(repo / "benchmarks" / "results" / "compare_fashion") and bench.base_dir == str(repo)

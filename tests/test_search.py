@@ -185,6 +185,164 @@ def test_sigkill_mid_search_then_resume_loses_nothing(tmp_path, tiny_teaching_se
     assert kills == 2 and got == want  # nothing lost, nothing duplicated, same genotypes and scores
 
 
+def _processes() -> dict[int, tuple[int, str, str]]:
+    """Every process on this machine: pid -> (parent pid, state, start time), from /proc."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # it just exited
+                continue
+            out[int(entry.name)] = (int(fields[1]), fields[0], fields[19])
+    return out
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    """The processes below ``pid``: pid -> start time (which tells a reused pid apart)."""
+    procs = _processes()
+    found, todo = {}, [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, _, start) in procs.items():
+            if ppid == parent and child not in found:
+                found[child] = start
+                todo.append(child)
+    return found
+
+
+def _still_running(pids: dict[int, str]) -> list[int]:
+    procs = _processes()
+    return [p for p, start in pids.items() if p in procs and procs[p][2] == start and procs[p][1] not in "ZX"]
+
+
+def _start_search_and_wait(cfg: SearchConfig, path: Path, finished: int, processes: int, log: Path):
+    """Start ``gtn-search search`` in a subprocess; return it once ``finished`` trials are recorded and
+    it has ``processes`` processes below it (workers busy)."""
+    cmd = [sys.executable, "-m", "gtn_search", "search", str(path), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    with open(log, "w") as err:
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        done = 0
+        if Path(cfg.study).exists():
+            try:
+                with sqlite3.connect(cfg.study, timeout=5) as con:
+                    done = con.execute("SELECT COUNT(*) FROM trials WHERE status != 'running'").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass
+        if done >= finished and len(_descendants(proc.pid)) >= processes:
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    raise AssertionError(f"the search did not get going (exit status {proc.returncode}): {log.read_text()}")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process table from /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killing_a_parallel_search_leaves_no_process_behind(tmp_path, tiny_teaching_set, mnist_root, capsys, sig):
+    """Workers (and multiprocessing's resource tracker) die with the search, even on SIGKILL; SIGTERM
+    stops it like Ctrl-C: one line, its own exit status, in-flight trials left to resume."""
+    cfg = config(tmp_path / "s", tiny_teaching_set, mnist_root, workers=2, strategy="random", budget={"trials": 24})
+    path = _write_config(tmp_path / "s.yaml", cfg)
+    proc = _start_search_and_wait(cfg, path, finished=2, processes=3, log=tmp_path / "stderr.txt")
+    below = _descendants(proc.pid)  # 2 workers and the resource tracker
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    deadline = time.time() + 10
+    while _still_running(below) and time.time() < deadline:
+        time.sleep(0.1)
+    left = _still_running(below)
+    for pid in left:  # do not leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"{len(left)} of the search's {len(below)} processes outlived it by 10 s"
+    if sig == signal.SIGKILL:
+        return
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == ("terminated (SIGTERM): recorded results are kept; run the same "
+                                               "command again to resume")
+    study = Study(cfg.study)
+    before = [(t.number, t.hash, t.status, t.score) for t in study.trials() if t.finished]
+    in_flight = len(study.trials("WHERE status = 'running'"))
+    study.close()
+    assert before and in_flight >= 1
+    capsys.readouterr()
+    assert main(["search", str(path), "--no-progress"]) == 0
+    assert f"resumed; {in_flight} interrupted trial(s) re-run" in capsys.readouterr().out
+    after = Study(cfg.study).trials()
+    assert len(after) == 24 and all(t.finished for t in after)
+    rows = {t.number: (t.number, t.hash, t.status, t.score) for t in after}
+    assert [rows[row[0]] for row in before] == before  # nothing recorded before SIGTERM changed
+
+
+def test_a_second_search_on_a_running_study_is_refused_while_show_and_export_work(tmp_path, tiny_teaching_set,
+                                                                                   mnist_root, capsys):
+    cfg = config(tmp_path / "s", tiny_teaching_set, mnist_root, strategy="random", budget={"trials": 500})
+    path = _write_config(tmp_path / "s.yaml", cfg)
+    first = _start_search_and_wait(cfg, path, finished=2, processes=0, log=tmp_path / "stderr.txt")
+    try:
+        capsys.readouterr()
+        assert main(["search", str(path), "--no-progress"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: study {cfg.study} is in use by pid {first.pid} on ") and "\n" not in err
+        assert f"(gtn-search search {path} --no-progress) since " in err and "wait for it to finish or stop it" in err
+        assert main(["show", cfg.study]) == 0  # readers take no lock
+        assert main(["export", cfg.study, "--top", "1", "--out", str(tmp_path / "best")]) == 0
+        assert first.poll() is None  # the first search is unharmed
+    finally:
+        first.kill()
+        first.wait()
+    recorded = len(Study(cfg.study).trials())
+    # the kernel released the dead search's lock: the study resumes
+    assert main(["search", str(path), "--no-progress", "--trials", str(recorded + 1)]) == 0
+    assert "resumed" in capsys.readouterr().out
+
+
+def test_relative_paths_in_a_config_are_taken_from_its_folder(tmp_path, tiny_teaching_set, mnist_root, monkeypatch,
+                                                              capsys, caplog):
+    import shutil
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "teach").mkdir(parents=True)
+    elsewhere.mkdir()
+    shutil.copy(tiny_teaching_set, project / "teach" / "ts.pt")
+    (project / "data").symlink_to(mnist_root)
+    data = config(tmp_path, tiny_teaching_set, mnist_root, strategy="random", budget={"trials": 2}).model_dump(mode="json")
+    data.update(study="runs/s.db", data_root="data",
+                evaluator={"name": "gtn", "options": {"teaching_set": "teach/ts.pt", "val_size": 64}})
+    (project / "search.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(elsewhere)
+    assert main(["search", str(project / "search.yaml"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"study {project / 'runs' / 's.db'} (new)\n")  # absolute
+    assert f"study {project / 'runs' / 's.db'}: 2 evaluated" in out and not any(elsewhere.iterdir())
+    monkeypatch.chdir(project / "teach")  # the same config from another folder resumes the same study
+    assert main(["search", "../search.yaml", "--no-progress", "--trials", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"study {project / 'runs' / 's.db'} (resuming)\n") and "3 evaluated" in out
+
+    # command-line paths stay relative to the current folder
+    cfg = load_search_config(project / "search.yaml", {"study": "x.db", "data_root": "d"})
+    assert (cfg.study, cfg.data_root, cfg.base_dir) == (str(project / "teach" / "x.db"), str(project / "teach" / "d"),
+                                                        str(project))
+    gtn = make_evaluator("gtn", {"teaching_set": "ts.pt"}, base_dir=str(project / "teach"))
+    assert gtn.config.teaching_set == str(project / "teach" / "ts.pt")
+    assert gtn.describe()["options"]["teaching_set"] == "ts.pt"  # studies keep the options as written
+
+    # a study made when paths were taken from the current folder is still found, with a notice
+    (elsewhere / "old").mkdir()
+    shutil.copy(project / "runs" / "s.db", elsewhere / "old" / "s.db")
+    (project / "old.yaml").write_text(yaml.safe_dump({**data, "study": "old/s.db"}))
+    monkeypatch.chdir(elsewhere)
+    assert main(["search", str(project / "old.yaml"), "--no-progress", "--trials", "3"]) == 0
+    assert capsys.readouterr().out.startswith(f"study {elsewhere / 'old' / 's.db'} (resuming)\n")
+    assert f"note: study old/s.db: using {elsewhere / 'old' / 's.db'} (found in the current folder" in caplog.text
+    assert not (project / "old").exists()
+
+
 def test_parallel_workers_give_the_same_trials_as_sequential(tmp_path, tiny_teaching_set, mnist_root):
     base = {"strategy": "random", "budget": {"trials": 6}}
     seq = run_search(config(tmp_path / "seq", tiny_teaching_set, mnist_root, **base), progress=False)

@@ -2,14 +2,18 @@
 
 Every user mistake surfaces as one line ``error: <file/field>: <what and how to fix>`` on stderr
 and exit status 1. An unexpected exception (a bug) prints one line too and exits with 2; set
-``GTN_SEARCH_DEBUG=1`` to see its traceback.
+``GTN_SEARCH_DEBUG=1`` to see its traceback. Ctrl-C (SIGINT) and SIGTERM stop a command the same
+way: what was recorded is kept, worker processes are stopped, one line is printed, and the exit
+status is 130 (SIGINT) or 143 (SIGTERM), as a shell reports a process killed by that signal.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 
@@ -44,18 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM, so that a command stops exactly as on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         status = args.func(args)
     except GTNSearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted: recorded results are kept; run the same command again to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(f"{what}: recorded results are kept; run the same command again to resume", file=sys.stderr)
+        return code
     except Exception as exc:  # a bug: one line unless debugging  # noqa: BLE001
         if os.environ.get("GTN_SEARCH_DEBUG"):
             traceback.print_exc()
@@ -67,6 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return 2
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return int(status or 0)
 
 

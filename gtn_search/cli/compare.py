@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from gtn_search.cli.common import add_device_argument, device_argument
 
@@ -12,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "searches; writes report.md and plots (run again to continue)")
     c.add_argument("config", help="compare YAML (dataset, space, blueprint, num_architectures, ground_truth, "
                    "proxies, equal_budget)")
-    c.add_argument("--out", help="override the output folder")
+    c.add_argument("--out", help="override the output folder (from the current folder; relative paths in the "
+                   "config are taken from the config's folder)")
     c.add_argument("--data-root", help="dataset folder")
     c.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     add_device_argument(c)
@@ -35,5 +37,5 @@ def cmd_compare(args: argparse.Namespace) -> int:
               f"{r['flops_per_arch'] / 1e6:,.1f} MFLOPs and {r['seconds_per_arch']:.2f} s per architecture")
     for s in results["speedup"]:
         print(f"  speed-up of {s['setting']}: {s['all_flops_text']} in FLOPs, {s['all_seconds_text']} in seconds")
-    print(f"report: {config.out}/report.md")
+    print(f"report: {Path(config.out, 'report.md').absolute()}")
     return 0

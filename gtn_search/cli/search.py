@@ -10,8 +10,9 @@ from gtn_search.cli.common import add_device_argument, device_argument
 
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("search", help="run (or resume) a search from a YAML config")
-    s.add_argument("config", help="search YAML (space, blueprint, strategy, evaluator, budget, seed, workers)")
-    s.add_argument("--study", help="override the study database (path or sqlite:///path)")
+    s.add_argument("config", help="search YAML (space, blueprint, strategy, evaluator, budget, seed, workers); "
+                   "relative paths in it are taken from its folder")
+    s.add_argument("--study", help="override the study database (path or sqlite:///path, from the current folder)")
     s.add_argument("--trials", type=int, help="override budget.trials")
     s.add_argument("--workers", type=int, help="override the number of parallel workers")
     s.add_argument("--dask", action="store_true", help="run trials on Dask (a LocalCluster unless --scheduler)")
@@ -41,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_search(args: argparse.Namespace) -> int:
     from gtn_search.runner import run_search
     from gtn_search.search_config import load_search_config
+    from gtn_search.storage import database_path
 
     overrides: dict = {}
     if args.study:
@@ -58,6 +60,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if device_argument(args.device):
         overrides["device"] = args.device
     config = load_search_config(args.config, overrides)
+    study = database_path(config.study)
+    print(f"study {study} ({'resuming' if study.exists() else 'new'})", flush=True)
     summary = run_search(config, progress=not args.no_progress)
     print_summary(summary)
     return 0

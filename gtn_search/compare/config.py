@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ from pydantic import Field, model_validator
 from gtn_search.configio import StrictModel, load_yaml, parse_model, require_mapping
 from gtn_search.device import DeviceSpec
 from gtn_search.final_train import TrainConfig
+from gtn_search.paths import resolve_path
 from gtn_search.search_config import PluginSpec
 
 
@@ -97,6 +99,9 @@ class CompareConfig(StrictModel):
     #: where proxies score and the ground truth trains (auto: CUDA when available; workers share
     #: the GPUs round-robin); a recipe's or an evaluator's own 'device' wins; not part of any cache key
     device: DeviceSpec = Field(default="auto", exclude=True)
+    #: the folder relative paths in evaluator options are resolved from; :func:`load_compare_config`
+    #: sets it to the config file's folder (and makes ``out`` and ``data_root`` absolute)
+    base_dir: str | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> CompareConfig:
@@ -117,8 +122,24 @@ class CompareConfig(StrictModel):
         return {name: (p, options) for p in self.proxies for name, options in p.settings()}
 
 
+#: The fields of a compare config that are paths (resolved by :func:`load_compare_config`).
+PATH_FIELDS = ("out", "data_root")
+
+
 def load_compare_config(path: str | Path, overrides: dict[str, Any] | None = None) -> CompareConfig:
-    """Read and validate a compare YAML file (errors name the file and the field)."""
+    """Read and validate a compare YAML file (errors name the file and the field).
+
+    Relative paths in the file are resolved from its folder, those in ``overrides`` (command-line
+    flags) from the current folder (see :mod:`gtn_search.paths`).
+    """
     data = dict(require_mapping(load_yaml(path), str(path)))
-    data.update(overrides or {})
+    folder = os.path.dirname(os.path.abspath(path))
+    base = data.get("base_dir") or folder
+    if isinstance(base, str):
+        data["base_dir"] = base = resolve_path(base, folder, "base_dir")
+        data.setdefault("out", CompareConfig.model_fields["out"].default)
+        data.update({key: resolve_path(data[key], base, key) for key in PATH_FIELDS
+                     if isinstance(data.get(key), str) and data[key]})
+    data.update({key: resolve_path(value, None, key) if key in PATH_FIELDS and isinstance(value, str) and value
+                 else value for key, value in (overrides or {}).items()})
     return parse_model(CompareConfig, data, str(path))

@@ -28,13 +28,14 @@ from gtn_search.configio import write_text_atomic
 from gtn_search.data import load_dataset
 from gtn_search.errors import GTNSearchError, TrainingError
 from gtn_search.evaluators import Evaluator, make_evaluator
-from gtn_search.device import init_gpu_worker, spreads_over_gpus, visible_gpus
+from gtn_search.device import spreads_over_gpus, visible_gpus
 from gtn_search.final_train import TrainConfig, train_final
 from gtn_search.registry import EVALUATORS
 from gtn_search.runner import resolve_blueprint, run_search
 from gtn_search.search_config import Budget, PluginSpec, SearchConfig
 from gtn_search.seeding import derive_seed, numpy_rng
 from gtn_search.storage import Study
+from gtn_search.studylock import StudyLock
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
 from search_spaces.space import CellSearchSpace
@@ -122,10 +123,12 @@ class Comparison:
         out = {}
         for setting, (proxy, options) in self.config.settings().items():
             options = self._options(proxy.evaluator.name, options)
-            evaluator = make_evaluator(proxy.evaluator.name, options, self.config.data_root, self.config.device)
+            evaluator = make_evaluator(proxy.evaluator.name, options, self.config.data_root, self.config.device,
+                                       self.config.base_dir)
             evaluator.setup()
+            resolved = {k: getattr(evaluator.config, k) for k in options if hasattr(evaluator.config, k)}
             key = digest({"evaluator": evaluator.describe(), "blueprint": self.blueprint.to_mapping(),
-                          "files": _file_digests(options)})
+                          "files": _file_digests(resolved)})
             out[setting] = (evaluator, proxy.evaluator.name, options, key)
         return out
 
@@ -157,17 +160,15 @@ class Comparison:
             bar = tqdm(total=len(archs) * (1 + len(evaluators)), disable=not self.progress, unit="eval",
                        desc="final training", dynamic_ncols=True)
         import concurrent.futures as cf
-        import multiprocessing
         import os
+
+        from gtn_search.executors import kill_workers, local_pool
 
         gt = self.config.ground_truth
         replicates = list(zip(self.gt_keys, gt.replicate_seeds()))
         jobs: dict[cf.Future[dict[str, Any]], tuple[str, str, str]] = {}
-        threads = max(1, (os.cpu_count() or 1) // self.config.workers)
         gpus = visible_gpus() if spreads_over_gpus(self.config.device) else []
-        Value = multiprocessing.get_context("spawn").Value
-        pool = cf.ProcessPoolExecutor(max_workers=self.config.workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_init_worker, initargs=(threads, Value("i", 0), gpus))
+        pool = local_pool(self.config.workers, max(1, (os.cpu_count() or 1) // self.config.workers), gpus)
         data_spec = (self.config.dataset, self.config.data_root, self.config.limit)
         try:
             for r, (gt_key, gt_seed) in enumerate(replicates):  # replicate 0 of every architecture first
@@ -180,8 +181,8 @@ class Comparison:
                 for arch in archs:
                     if self.store.proxy(key, arch.hash) is None:
                         seed = derive_seed(self.config.seed, "compare-proxy", arch.hash)
-                        fut = pool.submit(_proxy_job, name, options, self.config.data_root, arch, self.blueprint,
-                                          seed, self.config.device)
+                        fut = pool.submit(_proxy_job, name, options, self.config.data_root, self.config.base_dir,
+                                          arch, self.blueprint, seed, self.config.device)
                         jobs[fut] = ("proxy", key, arch.hash)
             bar.update(bar.total - len(jobs) - bar.n)
             for fut in cf.as_completed(jobs):
@@ -192,7 +193,8 @@ class Comparison:
                 else:
                     self.store.put_proxy(key, arch_hash, result)
                 bar.update(1)
-        except BaseException:
+        except BaseException:  # interrupted or failed: running jobs are abandoned, their workers killed
+            kill_workers(pool)
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         finally:
@@ -277,7 +279,7 @@ class Comparison:
                         strategy=PluginSpec(name=strategy, options=eb.strategy_options.get(strategy, {})),
                         evaluator=PluginSpec(name=proxy.evaluator.name, options=options),
                         budget=Budget(flops=eb.flops), seed=seed, data_root=self.config.data_root,
-                        device=self.config.device)
+                        device=self.config.device, base_dir=self.config.base_dir)
                     summary = run_search(cfg, progress=self.progress)
                     picks.setdefault((setting, strategy), []).append(
                         self._search_picks(Study(summary.study), eb.top_k, eb.flops, eb.curve_fractions))
@@ -330,6 +332,11 @@ class Comparison:
 
     # -- everything -------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        """Everything, holding the comparison's lock (a second run on the same ``out`` is refused)."""
+        with StudyLock(self.out / "compare.db", what="comparison"):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
         from gtn_search.compare.report import write_report
@@ -387,13 +394,6 @@ def _ground_truth_result(arch: Architecture, blueprint: Blueprint, data: Any, re
     return result
 
 
-def _init_worker(threads: int, counter: Any, gpus: list[str]) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    init_gpu_worker(counter, gpus)
-
-
 #: evaluators already set up in this worker process, by their settings
 _WORKER_EVALUATORS: dict[str, Any] = {}
 
@@ -404,11 +404,11 @@ def _ground_truth_job(arch: Architecture, blueprint: Blueprint, data_spec: tuple
     return _ground_truth_result(arch, blueprint, load_dataset(dataset, data_root, limit=limit), recipe, run_dir, seed)
 
 
-def _proxy_job(name: str, options: dict[str, Any], data_root: str | None, arch: Architecture, blueprint: Blueprint,
-               seed: int, device: str) -> dict[str, Any]:
-    key = digest({"name": name, "options": options, "data_root": data_root})
+def _proxy_job(name: str, options: dict[str, Any], data_root: str | None, base_dir: str | None, arch: Architecture,
+               blueprint: Blueprint, seed: int, device: str) -> dict[str, Any]:
+    key = digest({"name": name, "options": options, "data_root": data_root, "base_dir": base_dir})
     if key not in _WORKER_EVALUATORS:
-        evaluator = make_evaluator(name, options, data_root, device)
+        evaluator = make_evaluator(name, options, data_root, device, base_dir)
         evaluator.setup()
         _WORKER_EVALUATORS[key] = evaluator
     return _WORKER_EVALUATORS[key].evaluate(arch, blueprint, seed).to_dict()

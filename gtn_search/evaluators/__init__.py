@@ -23,10 +23,12 @@ from gtn_search.registry import EVALUATORS
 
 
 def make_evaluator(name: str, options: dict[str, Any] | None = None, data_root: str | None = None,
-                   device: str | None = None) -> Evaluator:
-    """Instantiate a registered evaluator with validated options, on ``device`` unless its options name one."""
+                   device: str | None = None, base_dir: str | None = None) -> Evaluator:
+    """Instantiate a registered evaluator with validated options, on ``device`` unless its options name
+    one (relative file options are taken from ``base_dir``, the config file's folder; ``None``: the
+    current folder)."""
     cls = EVALUATORS.get(name, where="evaluator")
-    return cls(options or {}, data_root=data_root, device=device)
+    return cls(options or {}, data_root=data_root, device=device, base_dir=base_dir)
 
 
 __all__ = ["EvalResult", "Evaluator", "GTNEvaluator", "Measurement", "NASWOTEvaluator", "ParamsEvaluator",

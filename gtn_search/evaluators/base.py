@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from gtn_search.configio import parse_model
 from gtn_search.device import check_device, device_settings, oom_message, resolve_device
 from gtn_search.errors import GTNSearchError
+from gtn_search.paths import resolve_path_options
 from gtn_search.seeding import derive_seed
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
@@ -88,11 +89,13 @@ class Evaluator(ABC):
     Config: ClassVar[type[BaseModel]]
 
     def __init__(self, config: BaseModel | dict[str, Any] | None = None, data_root: str | None = None,
-                 device: str | None = None) -> None:
-        if isinstance(config, BaseModel):
-            self.config = config
-        else:
-            self.config = parse_model(self.Config, config or {}, f"evaluator '{self.registered_name()}' options")
+                 device: str | None = None, base_dir: str | None = None) -> None:
+        """``config`` as written; its :data:`~gtn_search.paths.ConfigPath` options are resolved from
+        ``base_dir`` (the config file's folder; ``None``: the current folder) into ``self.config``."""
+        where = f"evaluator '{self.registered_name()}' options"
+        #: the options as written in the config (what :meth:`describe` reports and studies store)
+        self.written = config if isinstance(config, BaseModel) else parse_model(self.Config, config or {}, where)
+        self.config = resolve_path_options(self.written, base_dir, f"evaluator '{self.registered_name()}' option")
         self.data_root = data_root
         #: the search's (or command's) device; the option ``device`` of ``Config``, where set, wins
         self.device_spec = getattr(self.config, "device", None) or device
@@ -115,7 +118,7 @@ class Evaluator(ABC):
 
     def describe(self) -> dict[str, Any]:
         """Name and options, as stored with a study and exported architectures."""
-        options = self.config.model_dump(mode="json")
+        options = self.written.model_dump(mode="json")
         for key, default in self.LATER_OPTIONS.items():
             if key in options and options[key] == default:
                 del options[key]

@@ -21,6 +21,7 @@ from gtn_search.evaluators.common import (
 )
 from gtn_search.gtn.teaching_set import TeachingSet
 from gtn_search.gtn.unroll import evaluate
+from gtn_search.paths import ConfigPath
 from gtn_search.registry import EVALUATORS
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
@@ -29,7 +30,7 @@ from search_spaces.blueprint import Blueprint
 class GTNEvaluatorConfig(DeviceOption):
     """Options of the GTN evaluator."""
 
-    teaching_set: str
+    teaching_set: ConfigPath
     steps: int | None = Field(default=None, ge=1)
     val_size: int = Field(default=2000, ge=2)
     eval_batch: int = Field(default=1000, ge=2)
