@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gtn_search.registry import OPS
-from search_spaces.layout import is_channels_last
+from search_spaces.layout import channels_last, to_network_layout
 
 
 class ReLUConvBN(nn.Sequential):
@@ -100,9 +100,13 @@ def channels_last_pool(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
     gradient handed back to the layers before, are NCHW again, so the convolutions around a pool
     compute exactly what they computed before (the same float sums in the same order; a gradient
     left in channels-last layout would make the convolution's backward pass sum in another order).
+    That is the NCHW path (``search_spaces.layout.use_channels_last(False)``); in the default
+    channels-last layout the whole network stays channels-last and the pool simply keeps it so.
     """
-    if x.device.type != "cpu" or x.dim() != 4 or is_channels_last(x):
-        return pool(x)  # already channels-last: a network in that layout (search_spaces.layout)
+    if x.device.type != "cpu" or x.dim() != 4:
+        return pool(x)
+    if channels_last():  # the whole network computes channels-last (search_spaces.layout): stay so
+        return pool(to_network_layout(x))
     xc = x.contiguous(memory_format=torch.channels_last)
     if xc.requires_grad and xc is not x:
         xc.register_hook(_to_contiguous)

@@ -26,6 +26,7 @@ from gtn_search.runner import run_search
 from gtn_search.search_config import SearchConfig
 from gtn_search.tensorfile import load_tensor_file, save_tensor_file
 from search_spaces.blueprint import blueprint_preset
+from search_spaces.layout import use_channels_last
 from search_spaces.presets import get_space
 
 torch.set_num_threads(1)
@@ -95,7 +96,9 @@ def test_a_search_config_asking_for_cuda_without_cuda_stops_with_one_line(tmp_pa
 
 # -- CPU results are those of before -----------------------------------------------------------------
 #: computed on main before the device option existed (commits f305877 and 46bc2dd agree), one torch thread;
-#: a later change that deliberately alters CPU numbers must recompute them (float.hex of the same calls)
+#: a later change that deliberately alters CPU numbers must recompute them (float.hex of the same calls).
+#: Cell networks run in the NCHW layout here: it reproduces the code of before bit for bit (the
+#: channels-last default agrees within float tolerance, tests/test_network.py).
 BEFORE = {
     "meta_none": ["0x1.2c7c1c0000000p+2", "0x1.3e01a00000000p+2", "0x1.6a4aec0000000p+2", "0x1.5c28f5c28f5c3p-3"],
     "gtn_val_loss": "0x1.a5a370a3d70a4p+1",
@@ -117,20 +120,21 @@ def test_device_cpu_gives_bitwise_the_meta_losses_and_scores_of_before(tmp_path,
 
     data28 = random_data((1, 28, 28), n=600)
     monkeypatch.setattr(common, "load_dataset", lambda name, root=None, **_: data28)
-    nas = MetaTrainer(load_config(None, {**TINY, "learner": NAS_LEARNER, "monitor_every": 0, "device": "cpu"}), data28)
-    nas.run(progress=False)
-    teaching = nas.teaching_set().save(tmp_path / "ts.pt")
-    arch, bp = get_space("gtn-nas").sample(np.random.default_rng(3)), blueprint_preset("mnist-tiny")
-    gtn = make_evaluator("gtn", {"teaching_set": str(teaching), "val_size": 100}, device="cpu").evaluate(arch, bp, 7)
-    assert gtn.metrics["val_loss"].hex() == BEFORE["gtn_val_loss"]
-    real = make_evaluator("real", {"steps": 5, "batch_size": 16, "augment": "crop_flip", "val_size": 100,
-                                   "device": "cpu"}).evaluate(arch, bp, 7)
-    assert [real.score.hex(), real.metrics["val_loss"].hex()] == BEFORE["real"]
-    assert make_evaluator("naswot", {"batch_size": 16}, device="cpu").evaluate(arch, bp, 7).score.hex() \
-        == BEFORE["naswot"]
-    recipe = TrainConfig(epochs=0.5, batch_size=32, cutout=4, augment="crop_flip", eval_batch=50, device="cpu")
-    final = train_final(arch, bp.model_copy(update={"channels": 4}), data28, recipe, seed=1)
-    assert [final.test_accuracy.hex(), final.test_loss.hex()] == BEFORE["final"]
+    with use_channels_last(False):
+        nas = MetaTrainer(load_config(None, {**TINY, "learner": NAS_LEARNER, "monitor_every": 0, "device": "cpu"}), data28)
+        nas.run(progress=False)
+        teaching = nas.teaching_set().save(tmp_path / "ts.pt")
+        arch, bp = get_space("gtn-nas").sample(np.random.default_rng(3)), blueprint_preset("mnist-tiny")
+        gtn = make_evaluator("gtn", {"teaching_set": str(teaching), "val_size": 100}, device="cpu").evaluate(arch, bp, 7)
+        assert gtn.metrics["val_loss"].hex() == BEFORE["gtn_val_loss"]
+        real = make_evaluator("real", {"steps": 5, "batch_size": 16, "augment": "crop_flip", "val_size": 100,
+                                       "device": "cpu"}).evaluate(arch, bp, 7)
+        assert [real.score.hex(), real.metrics["val_loss"].hex()] == BEFORE["real"]
+        assert make_evaluator("naswot", {"batch_size": 16}, device="cpu").evaluate(arch, bp, 7).score.hex() \
+            == BEFORE["naswot"]
+        recipe = TrainConfig(epochs=0.5, batch_size=32, cutout=4, augment="crop_flip", eval_batch=50, device="cpu")
+        final = train_final(arch, bp.model_copy(update={"channels": 4}), data28, recipe, seed=1)
+        assert [final.test_accuracy.hex(), final.test_loss.hex()] == BEFORE["final"]
 
 
 # -- random draws on the CPU, tensors on the device (the meta device stands in for a GPU) ---------------
