@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 from pathlib import Path
@@ -56,14 +57,15 @@ def _threads(n: int | None) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gtn_search.configio import dump_yaml, write_text_atomic
+    from gtn_search.cli.common import check_output
+    from gtn_search.configio import dump_yaml, errors_name, write_text_atomic
     from gtn_search.data import load_dataset
     from gtn_search.gtn.config import load_config, parse_override
     from gtn_search.gtn.meta_train import MetaTrainer
     from gtn_search.gtn.plots import save_run_plots
 
+    out = check_output(args.out, "--out", folder=True)
     _threads(args.threads)
-    out = Path(args.out)
     ckpt = out / "checkpoint.pt"
     if args.resume:
         if not ckpt.exists():
@@ -79,7 +81,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = load_config(args.config or args.preset or "mnist-cpu", overrides)
         data = load_dataset(config.dataset, args.data_root)
         print(data.summary())
-        trainer = MetaTrainer(config, data)
+        with errors_name(args.config) if args.config else contextlib.nullcontext():
+            trainer = MetaTrainer(config, data)  # builds the learner: its space and blueprint
         write_text_atomic(out / "config.yaml", dump_yaml(config.to_mapping()))
     trainer.run(checkpoint_path=ckpt, progress=not args.no_progress)
     teaching = trainer.teaching_set()
@@ -97,11 +100,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from gtn_search.cli.common import check_output
     from gtn_search.gtn.plots import plot_curriculum
 
     source = Path(args.source)
-    if not str(args.out).lower().endswith(".png"):
-        raise ConfigError(f"--out {args.out}: expected a .png path")
+    for flag, value in (("--steps", args.steps), ("--per-class", args.per_class)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
+    check_output(args.out, "--out", suffixes=(".png",))
     teaching = _teaching_set_from(source)
     out = plot_curriculum(teaching, args.out, steps=args.steps, per_class=args.per_class)
     print(f"wrote {out}")
