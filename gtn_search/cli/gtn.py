@@ -61,6 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gtn_search.configio import dump_yaml, errors_name, write_text_atomic
     from gtn_search.data import load_dataset
     from gtn_search.gtn.config import load_config, parse_override
+    from gtn_search.gtn.learners import check_learner
     from gtn_search.gtn.meta_train import MetaTrainer
     from gtn_search.gtn.plots import save_run_plots
 
@@ -79,10 +80,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"{ckpt} exists: pass --resume to continue that run, or choose another --out")
         overrides = dict(parse_override(s) for s in args.set)
         config = load_config(args.config or args.preset or "mnist-cpu", overrides)
+        with errors_name(args.config) if args.config else contextlib.nullcontext():
+            check_learner(config.learner)
         data = load_dataset(config.dataset, args.data_root)
         print(data.summary())
-        with errors_name(args.config) if args.config else contextlib.nullcontext():
-            trainer = MetaTrainer(config, data)  # builds the learner: its space and blueprint
+        trainer = MetaTrainer(config, data)
         write_text_atomic(out / "config.yaml", dump_yaml(config.to_mapping()))
     trainer.run(checkpoint_path=ckpt, progress=not args.no_progress)
     teaching = trainer.teaching_set()
