@@ -336,3 +336,19 @@ def test_gtn_learner_errors_name_the_config_file_before_any_work(tmp_path, no_wo
     path.write_text(yaml.safe_dump({"learner": learner, "meta_iterations": 1}))
     assert main(["gtn", "train", "--config", str(path), "--out", str(tmp_path / "run"), "--no-progress"]) == 1
     one_line_error(capsys, f"error: {path}: {message}")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"space": "gtn-nasx"}, "space: unknown search space 'gtn-nasx'"),
+    ({"proxies": [{"label": "p", "evaluator": {"name": "params", "options": {"batch_sise": 3}}}]},
+     "evaluator 'params' options: unknown field 'batch_sise' (did you mean 'batch_size'?)"),
+    ({"out": "compare.yaml"}, "field 'out': compare.yaml: is a file, expected a folder"),
+])
+def test_compare_config_errors_name_the_yaml_file(tmp_path, mnist_root, monkeypatch, capsys, change, message):
+    monkeypatch.chdir(tmp_path)
+    data = {"out": "cmp", "dataset": "mnist", "blueprint": "mnist-tiny", "num_architectures": 5,
+            "ground_truth": {"recipe": {"epochs": 0.004}}, "data_root": str(mnist_root), "limit": 1000,
+            "proxies": [{"label": "params", "evaluator": {"name": "params"}}], **change}
+    Path("compare.yaml").write_text(yaml.safe_dump(data))
+    assert main(["compare", "compare.yaml", "--no-progress"]) == 1
+    one_line_error(capsys, f"error: compare.yaml: {message}")
