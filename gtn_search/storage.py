@@ -117,7 +117,8 @@ class Study:
 
     ``create=True`` (a search) opens the study for writing and creates it if needed (a missing or
     empty file becomes a study). ``create=False`` (show, export) opens an existing study read-only
-    (a ``mode=ro`` URI): nothing is ever written to it. Either way a file that is not a gtn-search
+    (a ``mode=ro`` URI): nothing is ever written to it (SQLite may leave the empty ``-wal``/``-shm``
+    files its readers share next to it; on a read-only mount it reads it as immutable). Either way a file that is not a gtn-search
     study, such as another program's SQLite database, is refused before anything is written.
     """
 

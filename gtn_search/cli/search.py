@@ -81,13 +81,13 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from matplotlib.backend_bases import FigureCanvasBase
-
     from gtn_search.cli.common import check_output
     from gtn_search.report import plot_best_over_time, summary_table
     from gtn_search.storage import Study
 
     if args.plot:
+        from matplotlib.backend_bases import FigureCanvasBase
+
         formats = sorted(f".{ext}" for ext in FigureCanvasBase.get_supported_filetypes())
         formats.sort(key=lambda ext: ext != ".png")  # the suggested one first
         check_output(args.plot, "--plot", suffixes=formats)
