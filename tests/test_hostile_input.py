@@ -34,8 +34,9 @@ def digest(path: Path) -> str:
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
-    """The command's stderr: one 'error:' line (not an internal error) containing every needle."""
-    err = capsys.readouterr().err
+    """The command's stderr: one 'error:' line (not an internal error) with every needle; nothing on stdout."""
+    out, err = capsys.readouterr()
+    assert out == "", out
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
     for needle in needles:
         assert needle in err, (needle, err)
@@ -114,8 +115,7 @@ def test_plot_paths_need_a_known_image_extension_and_nothing_is_written_otherwis
              str(folder): "is a folder, expected a file path"}
     for path, message in cases.items():
         assert main(["show", str(old_study), "--plot", path]) == 1
-        assert ".png" in one_line_error(capsys, path, message)
-        assert capsys.readouterr().out == ""  # refused before the table is printed
+        assert ".png" in one_line_error(capsys, path, message)  # refused before the table is printed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.db", "plots"] and not any(folder.iterdir())
     assert main(["show", str(old_study), "--plot", str(tmp_path / "plot.svg")]) == 0
     assert (tmp_path / "plot.svg").read_text().lstrip().startswith("<?xml")
@@ -190,6 +190,8 @@ def test_a_search_refuses_a_foreign_study_file_without_touching_it(tmp_path, mni
 
 
 def test_studies_of_the_previous_version_open_and_reading_them_changes_nothing(old_study, tmp_path, capsys):
+    from gtn_search.storage import APPLICATION_ID
+
     before = digest(old_study)
     assert main(["show", str(old_study), "--top", "2"]) == 0
     assert "strategy random, evaluator params" in capsys.readouterr().out
@@ -202,15 +204,15 @@ def test_studies_of_the_previous_version_open_and_reading_them_changes_nothing(o
     study = Study(old_study)  # a search can still resume it
     assert len(study.trials()) == 3 and study.get_meta("schema_version") == "1"
     study.close()
-    from gtn_search.storage import APPLICATION_ID
-
     new = Study(tmp_path / "new.db")
     assert new.conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     new.close()
     empty = tmp_path / "empty.db"
     empty.touch()
     Study(empty).close()  # an empty file becomes a study when searching
-    assert Study(empty, create=False).counts() == {}
+    study = Study(empty, create=False)
+    assert study.counts() == {}
+    study.close()
 
 
 def test_a_study_on_a_read_only_mount_is_shown_and_a_search_there_says_what_to_do(tmp_path, mnist_root):
@@ -297,7 +299,6 @@ def test_numbers_read_as_text_get_a_hint_that_works(tmp_path, written, hint):
 def test_show_top_must_be_positive(old_study, capsys):
     assert main(["show", str(old_study), "--top", "-3"]) == 1
     one_line_error(capsys, "--top must be >= 1, got -3")
-    assert capsys.readouterr().out == ""
 
 
 # -- config errors name the YAML file --------------------------------------------------------------
