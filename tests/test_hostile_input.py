@@ -89,7 +89,8 @@ def test_an_existing_file_as_output_folder_is_refused_before_any_work(tmp_path, 
                  ["gtn", "train", "--out", str(afile)],
                  ["export", str(old_study), "--out", str(afile / "below")],
                  ["show", str(old_study), "--plot", str(afile / "plot.png")],
-                 ["gtn", "sample", "ts.pt", "--out", str(afile / "c.png")]):
+                 ["gtn", "sample", "ts.pt", "--out", str(afile / "c.png")],
+                 ["quickstart", "--out", str(afile)]):
         assert main(argv) == 1, argv
         one_line_error(capsys, str(afile), "is a file", "choose another path")
     assert afile.read_text() == "keep me"
@@ -102,7 +103,8 @@ def test_an_unwritable_output_location_is_refused_before_any_work(place, arch_fi
                  ["gtn", "train", "--out", f"{place}/gtn"],
                  ["show", str(old_study), "--plot", f"{place}/plot.png"],
                  ["gtn", "sample", "ts.pt", "--out", f"{place}/c.png"],
-                 ["space", "draw", str(arch_file), "--out", f"{place}/cell.png"]):
+                 ["space", "draw", str(arch_file), "--out", f"{place}/cell.png"],
+                 ["space", "sample", "--out", f"{place}/cells.yaml"]):
         assert main(argv) == 1, argv
         one_line_error(capsys, place, "cannot create files in", "choose a writable location")
 
