@@ -8,8 +8,11 @@
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -94,6 +97,41 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     return p
 
 
+def writable_folder(path: str | os.PathLike[str]) -> Path:
+    """The nearest existing folder at or above ``path``, checked to accept a new file.
+
+    Raises NotADirectoryError if that nearest existing path is a file, else the OSError (naming the
+    folder) of creating an anonymous temporary file in it: the only check that also holds for root
+    (a read-only mount, /proc, /sys). Nothing is left behind.
+    """
+    folder = Path(path).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(20, "not a folder", str(folder))
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(folder)) from None
+    return folder
+
+
+@contextmanager
+def errors_name(source: str | os.PathLike[str]) -> Iterator[None]:
+    """Prefix the config file ``source`` to ConfigErrors raised inside that do not start with it.
+
+    For the settings of a config file that are only realised later (a search's space, blueprint,
+    strategy and evaluator options; a GTN's learner), whose messages name the field but not the file.
+    """
+    try:
+        yield
+    except ConfigError as exc:
+        if str(exc).startswith(f"{source}:"):
+            raise
+        raise type(exc)(f"{source}: {exc}").with_traceback(exc.__traceback__) from None
+
+
 def require_mapping(data: Any, where: str, what: str = "a mapping") -> Mapping[str, Any]:
     """Check that parsed YAML is a mapping with string keys."""
     if not isinstance(data, Mapping):
@@ -137,18 +175,30 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], where:
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     value = err.get("input")
     shown = "" if isinstance(value, (dict, list)) else f" (got {_short(value)})"
-    if isinstance(value, str) and kind in ("float_type", "float_parsing", "int_type", "int_parsing") and _numeric(value):
-        shown += f"; YAML reads {value} as text: write it with a dot and a signed exponent, e.g. {float(value):.3e}"
+    if isinstance(value, str):
+        shown += _number_as_text_hint(value, integer=kind in ("int_type", "int_parsing"),
+                                      number=kind in ("float_type", "float_parsing", "int_type", "int_parsing"))
     more = f" [+{exc.error_count() - 1} more problems]" if exc.error_count() > 1 else ""
-    return f"{where}: field '{path}': {msg}{shown}{more}"
+    field = f"field '{path}': " if path else ""
+    return f"{where}: {field}{msg}{shown}{more}"
 
 
-def _numeric(text: str) -> bool:
+def _number_as_text_hint(text: str, integer: bool, number: bool) -> str:
+    """How to write a number YAML read as text: unquoted, or (``1e9``) with a dot and a signed exponent."""
     try:
-        float(text)
+        value = float(text)
     except ValueError:
-        return False
-    return True
+        return ""
+    if not number or not math.isfinite(value):
+        return ""
+    quoted = isinstance(yaml.safe_load(text), (int, float))  # only the quotes made it text
+    if integer:
+        if not value.is_integer():
+            return "; write a whole number"
+        return f"; YAML reads {text!r} as text: write {int(value)}{' without quotes' if quoted else ''}"
+    if quoted:
+        return f"; YAML reads {text!r} as text: write {text.strip()} without quotes"
+    return f"; YAML reads {text!r} as text: write it with a dot and a signed exponent, e.g. {value:.3e}"
 
 
 def _short(value: Any) -> str:

@@ -21,6 +21,8 @@ def study_config(study: Study) -> dict[str, Any]:
 
 def summary_table(study: Study, top: int = 10) -> str:
     """A plain-text summary: counts, compute, and the top trials."""
+    if top < 1:
+        raise ConfigError(f"--top must be >= 1, got {top}")
     cfg = study_config(study)
     counts, totals = study.counts(), study.totals()
     lines = [

@@ -26,8 +26,8 @@ class Budget(StrictModel):
     """When to stop asking for candidates: any limit reached ends the search."""
 
     trials: int | None = Field(default=None, ge=1, le=10_000_000)
-    seconds: float | None = Field(default=None, gt=0)
-    flops: float | None = Field(default=None, gt=0)
+    seconds: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    flops: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _some_limit(self) -> Budget:
@@ -50,7 +50,7 @@ class SearchConfig(StrictModel):
     executor: Literal["local", "dask"] = "local"
     scheduler: str | None = None
     threads_per_worker: int | None = Field(default=None, ge=1, le=256)
-    trial_timeout: float | None = Field(default=None, gt=0)
+    trial_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     data_root: str | None = None
     #: where trials train (auto: CUDA when available; local workers then share the GPUs round-robin);
     #: the evaluator's own 'device' option wins. Not part of the study: it resumes on any device.
@@ -64,6 +64,16 @@ class SearchConfig(StrictModel):
     def _name_only(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _workers_fit_this_machine(self) -> SearchConfig:
+        if self.scheduler is None:  # worker processes on this machine (local, or a local Dask cluster)
+            limit, machine = max_local_workers()
+            if self.workers > limit:
+                raise ValueError(f"field 'workers': {self.workers} worker processes on this machine ({machine}) would "
+                                 f"run out of memory or only queue for the cores; set workers <= {limit}, or use a "
+                                 f"Dask cluster (executor: dask, scheduler: tcp://host:8786)")
+        return self
+
     def identity(self) -> dict[str, Any]:
         """The fields a resumed study must share with its creator."""
         data = self.model_dump(mode="json")
@@ -73,6 +83,24 @@ class SearchConfig(StrictModel):
 
 #: The fields of a search config that are paths (resolved by :func:`load_search_config`).
 PATH_FIELDS = ("study", "data_root")
+
+#: Memory one local worker process may need (a torch process training one candidate: about 1 GiB).
+WORKER_MEMORY_BYTES = 1 << 30
+#: Local worker processes allowed per core; more would only wait for the same cores.
+WORKERS_PER_CORE = 4
+
+
+def max_local_workers() -> tuple[int, str]:
+    """The most worker processes this machine holds (4 per core, 1 GiB of memory each), and why."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit, machine = WORKERS_PER_CORE * cores, f"{cores} cores"
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not reported on this platform
+        memory = 0
+    if memory > 0:
+        limit, machine = min(limit, memory // WORKER_MEMORY_BYTES), f"{machine}, {memory / 2**30:.1f} GiB of memory"
+    return max(1, limit), f"{machine}: at most {WORKERS_PER_CORE} per core and 1 GiB each"
 
 
 def load_search_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SearchConfig:

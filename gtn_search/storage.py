@@ -20,9 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gtn_search.configio import writable_folder
 from gtn_search.errors import StorageError
 
 SCHEMA_VERSION = 1
+
+#: ``PRAGMA application_id`` of studies ("GTNS"); studies made before it was set have 0.
+APPLICATION_ID = 0x47544E53
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -109,44 +113,107 @@ class TrialRecord:
 
 
 class Study:
-    """An open study database."""
+    """An open study database.
+
+    ``create=True`` (a search) opens the study for writing and creates it if needed (a missing or
+    empty file becomes a study). ``create=False`` (show, export) opens an existing study read-only
+    (a ``mode=ro`` URI): nothing is ever written to it (SQLite may leave the empty ``-wal``/``-shm``
+    files its readers share next to it; on a read-only mount it reads it as immutable). Either way a file that is not a gtn-search
+    study, such as another program's SQLite database, is refused before anything is written.
+    """
 
     def __init__(self, url: str | os.PathLike[str], create: bool = True, timeout: float = 10.0) -> None:
         self.path = database_path(url)
-        if not create and not self.path.exists():
+        self.read_only = not create
+        if self.read_only and not self.path.exists():
             raise StorageError(f"study {self.path} does not exist; check the path (searches create it)")
-        if self.path.exists() and self.path.is_dir():
+        if self.path.is_dir():
             raise StorageError(f"study {self.path} is a folder, expected a SQLite file")
+        if self.read_only and self.path.stat().st_size == 0:
+            raise StorageError(f"study {self.path} is an empty file, not a gtn-search study; check the path")
+        if not self.read_only:
+            try:
+                writable_folder(self.path.parent)
+            except OSError as exc:
+                raise StorageError(
+                    f"study {self.path}: cannot create files in {exc.filename} ({exc.strerror or exc}); SQLite "
+                    f"needs a writable folder for the study and its -wal/-shm files: choose a writable 'study' path"
+                ) from None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-            self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self._init_schema()
+            self.conn = self._connect(timeout)
+            try:
+                self._prepare()
+            except BaseException:
+                self.conn.close()
+                raise
         except sqlite3.DatabaseError as exc:
             raise StorageError(_sqlite_message(self.path, exc)) from None
         except OSError as exc:
             raise StorageError(f"study {self.path}: cannot open: {exc.strerror or exc}") from None
 
-    def _init_schema(self) -> None:
-        version = self.get_meta("schema_version") if self._has_meta() else None
-        if version is not None and int(version) > SCHEMA_VERSION:
+    def _prepare(self) -> None:
+        """Check the file is a study (nothing written yet); when writing: WAL mode, schema if new."""
+        version = self._stored_schema_version()
+        if not self.read_only:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            if version is None:
+                self._create_schema()
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        if self.read_only:
+            uri = f"{self.path.absolute().as_uri()}?mode=ro"
+            if not os.access(self.path.parent, os.W_OK) or os.statvfs(self.path.parent).f_flag & os.ST_RDONLY:
+                uri += "&immutable=1"  # a read-only mount: no writer can exist, and no -shm file can be made
+            conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def _stored_schema_version(self) -> int | None:
+        """The study's schema version; None for an empty database (a new study when writing).
+
+        Refuses, without writing, an empty database opened for reading, a database of another
+        program (another application id, or tables without this schema's ``meta`` and ``trials``)
+        and a schema newer than this gtn-search reads.
+        """
+        tables = {str(r[0]) for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        app_id = int(self.conn.execute("PRAGMA application_id").fetchone()[0])
+        if not tables and app_id == 0:
+            if self.read_only:
+                raise StorageError(f"study {self.path} is an empty SQLite database, not a gtn-search study "
+                                   f"(no search has written to it); check the path")
+            return None
+        version: str | None = None
+        if app_id in (0, APPLICATION_ID) and {"meta", "trials"} <= tables:
+            try:
+                row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            except sqlite3.DatabaseError:
+                row = None
+            version = None if row is None else str(row[0])
+        if version is None or not version.isdigit():
+            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise StorageError(
+                f"study {self.path} is a SQLite database of another program (tables: {shown or 'none'}), not a "
+                f"gtn-search study; it was left unchanged: choose another 'study' path"
+            )
+        if int(version) > SCHEMA_VERSION:
             raise StorageError(
                 f"study {self.path} has schema version {version}, written by a newer gtn-search; this one "
                 f"reads up to version {SCHEMA_VERSION}: upgrade gtn-search (the file was not changed)"
             )
-        if version is None:
-            with self.transaction():
-                for statement in _SCHEMA.strip().split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
-                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('created_at', ?)", (str(time.time()),))
+        return int(version)
 
-    def _has_meta(self) -> bool:
-        row = self.conn.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
-        return row is not None
+    def _create_schema(self) -> None:
+        with self.transaction():
+            for statement in _SCHEMA.strip().split(";"):
+                if statement.strip():
+                    self.conn.execute(statement)
+            self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('created_at', ?)", (str(time.time()),))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -284,4 +351,7 @@ def _sqlite_message(path: Path, exc: Exception) -> str:
         return f"study {path} is not a readable SQLite database ({text}); check the path or restore a backup"
     if "readonly" in text or "read-only" in text:
         return f"study {path} is read-only; choose a writable location"
+    if "unable to open" in text:
+        return (f"study {path}: SQLite cannot open it ({text}); the file and its folder must be readable, and "
+                f"writable for a search; choose another 'study' path")
     return f"study {path}: SQLite error: {text}"

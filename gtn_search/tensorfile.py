@@ -37,6 +37,8 @@ def save_tensor_file(path: str | os.PathLike[str], payload: Mapping[str, Any]) -
 
 def _read(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"{p}: is a folder, expected a {what} file; give the file inside it (*.pt)")
     if not p.is_file():
         raise CheckpointError(f"{p}: no such {what} file; check the path")
     if not zipfile.is_zipfile(p):

@@ -1,12 +1,14 @@
-"""Argument helpers shared by subcommands: search spaces and blueprints by name or file."""
+"""Argument helpers shared by subcommands: search spaces and blueprints by name or file, output paths."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from gtn_search.configio import load_yaml, require_mapping
+from gtn_search.configio import load_yaml, require_mapping, writable_folder
+from gtn_search.errors import ConfigError
 
 
 def add_space_argument(parser: argparse.ArgumentParser, default: str = "gtn-nas") -> None:
@@ -76,3 +78,33 @@ def resolve_blueprint(value: str):  # type: ignore[no-untyped-def]
             inner = data
         return Blueprint.from_mapping(dict(inner), where=f"{path}: blueprint")
     return blueprint_preset(value, where="--blueprint")
+
+
+def check_output(path: str | os.PathLike[str], flag: str, *, folder: bool = False,
+                 suffixes: Sequence[str] = ()) -> Path:
+    """Refuse, before any work starts, an output path that cannot be written; return it as a Path.
+
+    ``folder=True``: the path is a folder the command fills (an existing file is refused);
+    otherwise a file (an existing folder is refused) whose extension must be one of ``suffixes``
+    (lower case, with the dot) when given. The nearest existing folder must accept a new file
+    (:func:`~gtn_search.configio.writable_folder`).
+    """
+    p = Path(path)
+    try:
+        if folder and p.exists() and not p.is_dir():
+            raise ConfigError(f"{flag} {p}: is a file, expected a folder; choose another path or remove the file")
+        if not folder and p.is_dir():
+            raise ConfigError(f"{flag} {p}: is a folder, expected a file path such as "
+                              f"{p / ('out' + (suffixes[0] if suffixes else ''))}")
+        if not folder and suffixes and p.suffix.lower() not in suffixes:
+            what = "has no extension" if not p.suffix else f"has the unsupported extension '{p.suffix}'"
+            raise ConfigError(f"{flag} {p}: {what}; write a path ending in {', '.join(suffixes)} "
+                              f"(e.g. {p.with_suffix(suffixes[0])})")
+        writable_folder(p if folder else p.parent)
+    except NotADirectoryError as exc:
+        raise ConfigError(f"{flag} {p}: {exc.filename} is a file, not a folder; choose another path") from None
+    except OSError as exc:
+        where = f"in {exc.filename} " if exc.filename else ""
+        raise ConfigError(f"{flag} {p}: cannot create files {where}({exc.strerror or exc}); "
+                          f"choose a writable location") from None
+    return p

@@ -23,14 +23,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from gtn_search.cli.common import check_output
     from gtn_search.cli.gtn import _threads
     from gtn_search.compare import load_compare_config, run_compare
+    from gtn_search.configio import errors_name
 
     _threads(args.threads)
     overrides = {k: v for k, v in (("out", args.out), ("data_root", args.data_root),
                                    ("device", device_argument(args.device))) if v}
     config = load_compare_config(args.config, overrides)
-    results = run_compare(config, progress=not args.no_progress)
+    check_output(config.out, "--out" if args.out else f"{args.config}: field 'out':", folder=True)
+    with errors_name(args.config):
+        results = run_compare(config, progress=not args.no_progress)
     print(f"{len(results['architectures'])} architectures, ground truth in {results['ground_truth_seconds']:.0f} s")
     for r in results["table"]:
         print(f"  {r['setting']:<20} Spearman {r['all']['spearman']:+.3f} (top 50%: {r['top50']['spearman']:+.3f}), "

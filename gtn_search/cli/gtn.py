@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 from pathlib import Path
@@ -61,15 +62,17 @@ def _threads(n: int | None) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gtn_search.configio import dump_yaml, write_text_atomic
+    from gtn_search.cli.common import check_output
+    from gtn_search.configio import dump_yaml, errors_name, write_text_atomic
     from gtn_search.data import load_dataset
     from gtn_search.gtn.config import load_config, parse_override
+    from gtn_search.gtn.learners import check_learner
     from gtn_search.gtn.meta_train import MetaTrainer
     from gtn_search.gtn.plots import save_run_plots
 
+    out = check_output(args.out, "--out", folder=True)
     _threads(args.threads)
     device = device_argument(args.device)
-    out = Path(args.out)
     ckpt = out / "checkpoint.pt"
     if args.resume:
         if not ckpt.exists():
@@ -86,6 +89,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.update({"device": device} if device else {})
         overrides.update({"deterministic": True} if args.deterministic else {})
         config = load_config(args.config or args.preset or "mnist-cpu", overrides)
+        with errors_name(args.config) if args.config else contextlib.nullcontext():
+            check_learner(config.learner)
         data = load_dataset(config.dataset, args.data_root)
         print(data.summary())
         trainer = MetaTrainer(config, data)
@@ -106,11 +111,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from gtn_search.cli.common import check_output
     from gtn_search.gtn.plots import plot_curriculum
 
     source = Path(args.source)
-    if not str(args.out).lower().endswith(".png"):
-        raise ConfigError(f"--out {args.out}: expected a .png path")
+    for flag, value in (("--steps", args.steps), ("--per-class", args.per_class)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
+    check_output(args.out, "--out", suffixes=(".png",))
     teaching = _teaching_set_from(source)
     out = plot_curriculum(teaching, args.out, steps=args.steps, per_class=args.per_class)
     print(f"wrote {out}")

@@ -43,6 +43,7 @@ def shipped_teaching_set() -> Path | None:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
+    from gtn_search.cli.common import check_output
     from gtn_search.cli.search import print_summary
     from gtn_search.data import load_dataset
     from gtn_search.gtn.config import load_config
@@ -58,7 +59,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     if args.trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {args.trials}")
     device = device_argument(args.device) or "auto"
-    out = Path(args.out)
+    out = check_output(args.out, "--out", folder=True)
     out.mkdir(parents=True, exist_ok=True)
     data = load_dataset("mnist", args.data_root)
     print(f"[1/3] data: {data.summary()}")

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sh = sub.add_parser("show", help="print a study's summary table and draw best-score-over-time")
     sh.add_argument("study", help="study database")
     sh.add_argument("--top", type=int, default=10)
-    sh.add_argument("--plot", help="PNG path for the best-score-over-time plot")
+    sh.add_argument("--plot", help="image path for the best-score-over-time plot (.png, .pdf, .svg, ...)")
     sh.set_defaults(func=cmd_show)
 
     ex = sub.add_parser("export", help="write a study's top-k architectures as YAML")
@@ -40,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from gtn_search.configio import errors_name
     from gtn_search.runner import run_search
     from gtn_search.search_config import load_search_config
     from gtn_search.storage import database_path
@@ -62,7 +63,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     config = load_search_config(args.config, overrides)
     study = database_path(config.study)
     print(f"study {study} ({'resuming' if study.exists() else 'new'})", flush=True)
-    summary = run_search(config, progress=not args.no_progress)
+    with errors_name(args.config):
+        summary = run_search(config, progress=not args.no_progress)
     print_summary(summary)
     return 0
 
@@ -88,9 +90,16 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from gtn_search.cli.common import check_output
     from gtn_search.report import plot_best_over_time, summary_table
     from gtn_search.storage import Study
 
+    if args.plot:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        formats = sorted(f".{ext}" for ext in FigureCanvasBase.get_supported_filetypes())
+        formats.sort(key=lambda ext: ext != ".png")  # the suggested one first
+        check_output(args.plot, "--plot", suffixes=formats)
     study = Study(args.study, create=False)
     try:
         print(summary_table(study, args.top))
@@ -102,10 +111,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from gtn_search.cli.common import resolve_blueprint
+    from gtn_search.cli.common import check_output, resolve_blueprint
     from gtn_search.report import export_top
     from gtn_search.storage import Study
 
+    check_output(args.out, "--out", folder=True)
     study = Study(args.study, create=False)
     try:
         bp = resolve_blueprint(args.blueprint) if args.blueprint else None

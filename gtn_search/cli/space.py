@@ -10,6 +10,7 @@ from pathlib import Path
 from gtn_search.cli.common import (
     add_blueprint_argument,
     add_space_argument,
+    check_output,
     resolve_blueprint,
     resolve_space,
 )
@@ -54,6 +55,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     if args.num < 1:
         raise ConfigError(f"--num must be >= 1, got {args.num}")
+    check_output(args.out, "--out", suffixes=(".yaml", ".yml"))
     space = resolve_space(args.space)
     blueprint = resolve_blueprint(args.blueprint) if args.blueprint else None
     rng = np.random.default_rng(args.seed)
@@ -94,8 +96,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
     if not 0 <= args.index < len(records):
         raise ConfigError(f"--index {args.index}: {args.file} holds {len(records)} architecture(s)")
     arch = records[args.index].architecture
-    if not str(args.out).lower().endswith(".png"):
-        raise ConfigError(f"--out {args.out}: expected a .png path")
+    check_output(args.out, "--out", suffixes=(".png",))
     out = draw_architecture(arch, args.out, title=f"{Path(args.file).name} #{args.index}: {arch.short_hash}")
     print(f"wrote {out}")
     return 0

@@ -50,7 +50,7 @@ def _dataset_of(metadata: dict) -> str | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gtn_search.cli.common import resolve_blueprint
+    from gtn_search.cli.common import check_output, resolve_blueprint
     from gtn_search.cli.gtn import _threads
     from gtn_search.configio import load_yaml, parse_model, require_mapping
     from gtn_search.data import load_dataset
@@ -58,6 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gtn_search.final_train import TrainConfig, train_final
     from search_spaces.yaml_format import load_architectures
 
+    check_output(args.out, "--out", folder=True)
     _threads(args.threads)
     device_argument(args.device)
     records = load_architectures(args.arch)

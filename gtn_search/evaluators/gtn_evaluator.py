@@ -46,6 +46,8 @@ def _load_teaching_set(path: str, mtime: float, device: str) -> TeachingSet:
 def load_teaching_set(path: str, device: torch.device | None = None) -> TeachingSet:
     """A teaching set on ``device`` (default CPU), loaded once per process (reloaded if the file changes)."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"evaluator 'gtn': teaching set {p} is a folder; give the file, e.g. {p / 'teaching_set.pt'}")
     if not p.is_file():
         raise ConfigError(f"evaluator 'gtn': teaching set {p} does not exist; meta-train one with "
                           f"'gtn-search gtn train' (it writes teaching_set.pt) or fix 'teaching_set'")

@@ -108,13 +108,23 @@ def learner_space(spec: NASLearnerSpec):  # type: ignore[no-untyped-def]
     return CellSearchSpace.from_mapping(spec.space, where="learner.space")
 
 
-def learner_blueprint(spec: NASLearnerSpec, image_shape: tuple[int, int, int], num_classes: int):  # type: ignore[no-untyped-def]
-    """The blueprint of NAS learners, in learner style, with the dataset's shape and classes."""
+def _given_blueprint(spec: NASLearnerSpec):  # type: ignore[no-untyped-def]
     from search_spaces.blueprint import Blueprint, blueprint_preset
 
-    bp = (blueprint_preset(spec.blueprint, where="learner.blueprint") if isinstance(spec.blueprint, str)
-          else Blueprint.from_mapping(spec.blueprint, where="learner.blueprint"))
-    return bp.model_copy(update={
+    return (blueprint_preset(spec.blueprint, where="learner.blueprint") if isinstance(spec.blueprint, str)
+            else Blueprint.from_mapping(spec.blueprint, where="learner.blueprint"))
+
+
+def check_learner(spec: ConvLearnerSpec | NASLearnerSpec) -> None:
+    """Resolve a NAS learner's space and blueprint now (they are built per meta-iteration): mistakes show first."""
+    if isinstance(spec, NASLearnerSpec):
+        learner_space(spec)
+        _given_blueprint(spec)
+
+
+def learner_blueprint(spec: NASLearnerSpec, image_shape: tuple[int, int, int], num_classes: int):  # type: ignore[no-untyped-def]
+    """The blueprint of NAS learners, in learner style, with the dataset's shape and classes."""
+    return _given_blueprint(spec).model_copy(update={
         "input_shape": tuple(image_shape), "num_classes": num_classes, "norm": spec.norm,
         "weight_norm": spec.weight_norm, "activation": "leaky_relu", "init": "kaiming",
     })
@@ -132,6 +142,7 @@ __all__ = [
     "LearnerSpec",
     "NASLearnerSpec",
     "build_nas_learner",
+    "check_learner",
     "conv_learner",
     "make_learner",
 ]
