@@ -15,6 +15,8 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,11 +64,14 @@ def resolve_blueprint(value: str | dict[str, Any]) -> Blueprint:
 class SearchRunner:
     """Runs (or resumes) one study to its budget."""
 
-    def __init__(self, config: SearchConfig, progress: bool = True, snapshot_every: int = 25) -> None:
+    def __init__(self, config: SearchConfig, progress: bool = True, snapshot_every: int = 25,
+                 on_open: Callable[[Path, bool], None] | None = None) -> None:
         check_budget(config.budget)
         self.config = config
         self.progress = progress
         self.snapshot_every = snapshot_every
+        #: told ``(study path, resumed)`` once the study is open and known to be a gtn-search study
+        self.on_open = on_open
         self.space = CellSearchSpace.from_mapping(config.space, where="space")
         self.blueprint = resolve_blueprint(config.blueprint)
         self.evaluator = make_evaluator(config.evaluator.name, config.evaluator.options, config.data_root,
@@ -127,7 +132,10 @@ class SearchRunner:
     # -- the loop -----------------------------------------------------------------------------------
     def run(self) -> SearchSummary:
         """Run the study to its budget, holding its lock throughout (a second search is refused)."""
-        with StudyLock(database_path(self.config.study)):
+        path = database_path(self.config.study)
+        if path.is_file() and path.stat().st_size > 0:
+            Study(path, create=False).close()  # refuse another program's file before a lock file appears beside it
+        with StudyLock(path):
             return self._run()
 
     def _run(self) -> SearchSummary:
@@ -135,6 +143,8 @@ class SearchRunner:
 
         self.evaluator.setup()
         study, resumed = self._open_study()
+        if self.on_open is not None:
+            self.on_open(study.path, resumed)
         executor: Executor | None = None
         try:
             rerun = self._restore(study)
@@ -230,6 +240,7 @@ class SearchRunner:
             study.close()
 
 
-def run_search(config: SearchConfig, progress: bool = True) -> SearchSummary:
-    """Run or resume the study described by ``config``."""
-    return SearchRunner(config, progress=progress).run()
+def run_search(config: SearchConfig, progress: bool = True,
+               on_open: Callable[[Path, bool], None] | None = None) -> SearchSummary:
+    """Run or resume the study described by ``config`` (``on_open(path, resumed)`` once it is open)."""
+    return SearchRunner(config, progress=progress, on_open=on_open).run()

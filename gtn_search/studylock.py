@@ -48,8 +48,10 @@ class StudyLock:
             self.lock_path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise StorageError(f"{self.what} {self.path}: cannot create its lock file {self.lock_path}: "
-                               f"{exc.strerror or exc}") from None
+            raise StorageError(f"{self.what} {self.path}: cannot create files in {self.lock_path.parent} "
+                               f"({exc.strerror or exc}); it needs a writable folder for itself, its lock file "
+                               f"{self.lock_path.name} and SQLite's -wal/-shm files: choose a writable "
+                               f"'{'study' if self.what == 'study' else 'out'}' path") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

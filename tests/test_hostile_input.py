@@ -345,7 +345,7 @@ def test_gtn_learner_errors_name_the_config_file_before_any_work(tmp_path, no_wo
     ({"space": "gtn-nasx"}, "space: unknown search space 'gtn-nasx'"),
     ({"proxies": [{"label": "p", "evaluator": {"name": "params", "options": {"batch_sise": 3}}}]},
      "evaluator 'params' options: unknown field 'batch_sise' (did you mean 'batch_size'?)"),
-    ({"out": "compare.yaml"}, "field 'out': compare.yaml: is a file, expected a folder"),
+    ({"out": "compare.yaml"}, "field 'out': {tmp}/compare.yaml: is a file, expected a folder"),  # made absolute
 ])
 def test_compare_config_errors_name_the_yaml_file(tmp_path, mnist_root, monkeypatch, capsys, change, message):
     monkeypatch.chdir(tmp_path)
@@ -354,4 +354,4 @@ def test_compare_config_errors_name_the_yaml_file(tmp_path, mnist_root, monkeypa
             "proxies": [{"label": "params", "evaluator": {"name": "params"}}], **change}
     Path("compare.yaml").write_text(yaml.safe_dump(data))
     assert main(["compare", "compare.yaml", "--no-progress"]) == 1
-    one_line_error(capsys, f"error: compare.yaml: {message}")
+    one_line_error(capsys, f"error: compare.yaml: {message.replace('{tmp}', str(tmp_path))}")

@@ -43,7 +43,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     from gtn_search.configio import errors_name
     from gtn_search.runner import run_search
     from gtn_search.search_config import load_search_config
-    from gtn_search.storage import database_path
 
     overrides: dict = {}
     if args.study:
@@ -61,12 +60,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     if device_argument(args.device):
         overrides["device"] = args.device
     config = load_search_config(args.config, overrides)
-    study = database_path(config.study)
-    print(f"study {study} ({'resuming' if study.exists() else 'new'})", flush=True)
     with errors_name(args.config):
-        summary = run_search(config, progress=not args.no_progress)
+        summary = run_search(config, progress=not args.no_progress, on_open=_announce)
     print_summary(summary)
     return 0
+
+
+def _announce(study: Path, resumed: bool) -> None:
+    print(f"study {study.resolve()} ({'resuming' if resumed else 'new'})", flush=True)
 
 
 def print_summary(summary) -> None:  # type: ignore[no-untyped-def]
