@@ -24,31 +24,138 @@ comes from a ``RandomState`` seeded by the strategy seed.
 
 State: Nevergrad optimizers cannot be serialised without pickle, which gtn-search refuses to read
 back. The state is therefore the optimizer's ask/tell event log; restoring re-creates the
-optimizer with the same seed and replays the log, which reproduces it exactly (Nevergrad is
-deterministic for a fixed seed and call sequence). Replay costs one ask/tell per past event.
+optimizer with the same seed and replays the log. Replay costs one ask/tell per past event.
+
+Replay is exact only if the optimizer draws nothing the seed does not fix. Many Nevergrad
+optimizers also draw from numpy's *global* random state (DE's initial points, NGOpt's and the
+portfolios' sub-optimizer choices and rescalings, CMA restarts in ``cma.fmin``), some at import
+time (``PolyLN``'s scales), some in the background thread of a recast optimizer (``Cobyla``,
+``SQP``, ``CmaFmin2``, chained by ``Carola*``). So the optimizer gets a private global numpy state,
+seeded from the strategy seed and swapped in only around its own calls (and its background
+threads are let finish before it is swapped out), and Nevergrad is imported under a fixed global
+seed; the caller's global state is left as it was.
+
+What still cannot replay (seeds taken from the clock or the OS inside third-party code), needs a
+missing optional package, or fails on this space is refused when the strategy is built, before a
+study starts: a short probe runs the optimizer twice for a few asks (cached per process) and
+raises :class:`~gtn_search.errors.NotResumableError`,
+:class:`~gtn_search.errors.MissingPackageError` or :class:`~gtn_search.errors.ConfigError` with
+one line that says why and what to choose instead.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
+import threading
+import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from difflib import get_close_matches
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from gtn_search.errors import ConfigError, unknown_name
+from gtn_search.errors import ConfigError, MissingPackageError, NotResumableError, UnknownNameError
 from gtn_search.registry import STRATEGIES
+from gtn_search.seeding import derive_seed
 from search_spaces.architecture import Architecture
 from search_spaces.space import CellSearchSpace
 from strategies.base import Candidate, Strategy
 
 PREFIX = "ng:"
+#: asks (and tells) of the probe run, twice, when a strategy is built
+PROBE_ASKS = 12
+#: a probe slower than this per ask logs a warning (BO and BOSplit take about 1 s)
+SLOW_ASK_SECONDS = 0.25
+#: the optimizer suggested instead of one that is refused
+ALTERNATIVE = "NGOpt"
+#: pip names of optional packages whose import name differs
+PIP_NAMES = {"ax": "ax-platform", "bayes_optim": "bayes-optim", "pybobyqa": "Py-BOBYQA", "pysot": "pySOT",
+             "poap": "pySOT", "skopt": "scikit-optimize", "sklearn": "scikit-learn", "bayes_opt": "bayesian-optimization"}
+#: the seed of numpy's global state while Nevergrad is imported
+IMPORT_SEED = 0
+
+log = logging.getLogger(__name__)
+#: the probe's verdict per optimizer, settings and space: None (fine) or the error to raise
+_PROBED: dict[tuple[Any, ...], tuple[type[ConfigError], str] | None] = {}
+
+
+@contextmanager
+def _global_numpy_state(state: Any) -> Iterator[list[Any]]:
+    """Run a block under numpy's global random ``state``; yield a list whose item is its state after.
+
+    ``cma`` seeds numpy's global state from the clock unless told a seed; in the block its default
+    seed is NaN ("leave the global state alone"), so CMA runs started by ``cma.fmin`` (``CmaFmin2``)
+    draw from ``state`` too.
+    """
+    saved = np.random.get_state()
+    cma_defaults = sys.modules["cma.options_parameters"].cma_default_options if "cma.options_parameters" in \
+        sys.modules else {}
+    cma_seed = cma_defaults.get("seed")
+    np.random.set_state(state)
+    if cma_defaults:
+        cma_defaults["seed"] = float("nan")
+    box = [state]
+    try:
+        yield box
+    finally:
+        _wait_for_recast_threads()
+        box[0] = np.random.get_state()
+        np.random.set_state(saved)
+        if cma_defaults:
+            cma_defaults["seed"] = cma_seed
+
+
+def _wait_for_recast_threads(limit: float = 60.0) -> None:
+    """Let the background threads of Nevergrad's recast optimizers (scipy, cma.fmin) finish their step.
+
+    After a tell, such a thread computes its next point while the caller goes on; it must do so
+    under the optimizer's private global random state. It is idle once it waits for its next tell.
+    """
+    recaster = sys.modules.get("nevergrad.optimization.recaster")
+    if recaster is None:
+        return
+    deadline = time.monotonic() + limit
+    for thread in threading.enumerate():
+        if isinstance(thread, recaster._MessagingThread):
+            tells = thread.messages_tell
+            while thread.is_alive() and not (tells.empty() and tells.not_empty._waiters):
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(1e-4)
+
+
+def _nevergrad() -> ModuleType:
+    """``nevergrad``, imported under a fixed global numpy seed (some optimizers draw from it at import)."""
+    if "nevergrad" not in sys.modules:
+        with _global_numpy_state(np.random.RandomState(IMPORT_SEED).get_state()):
+            import cma  # noqa: F401 - a dependency of nevergrad, imported here so its seed can be set
+            import nevergrad  # noqa: F401
+    return sys.modules["nevergrad"]
 
 
 def nevergrad_optimizers() -> list[str]:
     """Names of every optimizer in ``nevergrad.optimizers.registry``."""
-    import nevergrad as ng
+    return sorted(_nevergrad().optimizers.registry)
 
-    return sorted(ng.optimizers.registry)
+
+def unknown_optimizer(name: str, names: list[str]) -> UnknownNameError:
+    """A short 'unknown optimizer' error with up to three close names (the registry has 500+)."""
+    close = get_close_matches(name, names, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(PREFIX + c for c in close)}? " if close else ""
+    return UnknownNameError(f"strategy: unknown Nevergrad optimizer '{PREFIX}{name}'; {hint}the {len(names)} "
+                            f"names are in nevergrad.optimizers.registry, e.g. {PREFIX}{ALTERNATIVE}")
+
+
+def missing_package(name: str, exc: ImportError) -> str:
+    """The one-line refusal of an optimizer whose optional package is not installed."""
+    module = (exc.name or str(exc)).split(".")[0]
+    pip = PIP_NAMES.get(module, module)
+    return (f"strategy {PREFIX}{name} needs the package '{pip}' (pip install {pip}); "
+            f"or choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
 
 
 @STRATEGIES.register("nevergrad")
@@ -67,7 +174,7 @@ class NevergradStrategy(Strategy):
         super().__init__(space, seed)
         names = nevergrad_optimizers()
         if optimizer not in names:
-            raise unknown_name("Nevergrad optimizer", optimizer, names, "strategy 'nevergrad'")
+            raise unknown_optimizer(str(optimizer), names)
         if budget is not None and (not isinstance(budget, int) or budget < 1):
             raise ConfigError(f"nevergrad: 'budget' must be a positive integer or null, got {budget!r}")
         if not isinstance(num_workers, int) or num_workers < 1:
@@ -84,26 +191,34 @@ class NevergradStrategy(Strategy):
         self.num_workers = num_workers
         self._events: list[list[Any]] = []
         self._by_number: dict[int, Any] = {}
+        self._probe()
         self._optimizer = self._make_optimizer()
 
     def _make_optimizer(self):  # type: ignore[no-untyped-def]
-        import nevergrad as ng
-
+        """A fresh optimizer seeded by the strategy seed, with its own private global numpy state."""
+        ng = _nevergrad()
         if self.encoding == "categorical":
             param = ng.p.Array(shape=(int(self._offsets[-1]),))
         else:
             upper = (self._cards[self._free] - 1).astype(float)
             param = ng.p.Array(shape=(len(self._free),), lower=np.zeros_like(upper), upper=upper).set_integer_casting()
         param.random_state = np.random.RandomState(self.seed % (2**32))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        self._globals = np.random.RandomState(derive_seed(self.seed, "nevergrad-global") % (2**32)).get_state()
+        with self._calling():
             return ng.optimizers.registry[self.optimizer_name](
                 parametrization=param, budget=self.budget, num_workers=self.num_workers
             )
 
-    def _ng_ask(self) -> tuple[Any, list[int]]:
-        with warnings.catch_warnings():
+    @contextmanager
+    def _calling(self) -> Iterator[None]:
+        """Call into the optimizer: warnings off, its private global numpy state swapped in."""
+        with warnings.catch_warnings(), _global_numpy_state(self._globals) as after:
             warnings.simplefilter("ignore")
+            yield
+        self._globals = after[0]
+
+    def _ng_ask(self) -> tuple[Any, list[int]]:
+        with self._calling():
             cand = self._optimizer.ask()
         return cand, self._vector(np.asarray(cand.value, dtype=float))
 
@@ -118,10 +233,62 @@ class NevergradStrategy(Strategy):
         return [int(v) for v in vec]
 
     def _ng_tell(self, cand: Any, loss: float) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with self._calling():
             self._optimizer.tell(cand, loss)
 
+    # -- the up-front check ---------------------------------------------------------------------
+    def _probe(self) -> None:
+        """Refuse the optimizer now if it needs a missing package, fails here, or does not replay.
+
+        Runs it twice from the strategy's settings for :data:`PROBE_ASKS` asks on a synthetic loss
+        (as many in flight as ``num_workers``); both runs must propose the same candidates, as a
+        resumed study replays them. The verdict is cached per optimizer, settings and space.
+        """
+        key = (self.optimizer_name, self.encoding, self.budget, self.num_workers, tuple(self._cards.tolist()))
+        if key not in _PROBED:
+            _PROBED[key] = self._probe_runs()
+        verdict = _PROBED[key]
+        if verdict is not None:
+            raise verdict[0](verdict[1])
+
+    def _probe_runs(self) -> tuple[type[ConfigError], str] | None:
+        name = self.optimizer_name
+        try:
+            start = time.monotonic()
+            first = self._probe_run()
+            seconds = (time.monotonic() - start) / PROBE_ASKS
+            second = self._probe_run()
+        except ImportError as exc:
+            return MissingPackageError, missing_package(name, exc)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the optimizer cannot run here
+            return ConfigError, (f"strategy {PREFIX}{name} fails on this search space ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); choose another optimizer, "
+                                 f"e.g. {PREFIX}{ALTERNATIVE}")
+        if first != second:
+            ask = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
+            return NotResumableError, (
+                f"strategy {PREFIX}{name} cannot be resumed: run twice with the same seed it proposed different "
+                f"candidates at ask {ask} (it draws randomness its seed does not fix), so a study made with it "
+                f"could never be extended or resumed; choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
+        if seconds > SLOW_ASK_SECONDS:
+            log.warning("strategy %s%s is slow: %.1f s per ask and tell on this space, before any evaluation",
+                        PREFIX, name, seconds)
+        return None
+
+    def _probe_run(self) -> list[list[int]]:
+        """Candidates of one probe run on a synthetic loss (a fixed pseudo-random function)."""
+        self._optimizer = self._make_optimizer()
+        weights = np.random.RandomState(7).uniform(size=len(self._cards))
+        vectors, in_flight = [], []
+        while len(vectors) < PROBE_ASKS:
+            while len(in_flight) < self.num_workers and len(vectors) + len(in_flight) < PROBE_ASKS:
+                in_flight.append(self._ng_ask())
+            cand, vector = in_flight.pop(0)
+            self._ng_tell(cand, float(np.sin(weights @ np.array(vector, dtype=float) * 12.9898) % 1.0))
+            vectors.append(vector)
+        return vectors
+
+    # -- Strategy hooks -------------------------------------------------------------------------
     def _ask(self) -> Architecture:
         cand, vector = self._ng_ask()
         number = self.num_asked
@@ -148,8 +315,8 @@ class NevergradStrategy(Strategy):
             if kind == "ask":
                 cand, vector = self._ng_ask()
                 if vector != list(value):
-                    raise ConfigError(f"cannot restore Nevergrad optimizer {self.optimizer_name}: replaying ask "
-                                      f"{number} gave a different candidate (the optimizer is not deterministic)")
+                    raise NotResumableError(f"cannot restore Nevergrad optimizer {self.optimizer_name}: replaying ask "
+                                            f"{number} gave a different candidate (the optimizer is not deterministic)")
                 self._by_number[number] = cand
             else:
                 self._ng_tell(self._by_number.pop(number), float(value))
