@@ -9,7 +9,8 @@ uninterrupted run); then scramble numpy's global random state (as a new process 
 load the saved state into a fresh strategy and go on for the same ``asks``: the continuation must
 equal the uninterrupted run. Each optimizer ends in one category:
 
-* ``ok``: runs and resumes exactly; ``slow``: the same, but slower than ``--slow`` s per ask;
+* ``ok``: runs and resumes exactly; ``slow``: the same but slower than ``--slow`` s per ask, or
+  not done within ``--timeout`` s (BOSplit: its Gaussian process gets slower with every ask);
 * ``missing-package``: refused when built (``MissingPackageError``), with the package to install;
 * ``not-resumable``: refused when built (``NotResumableError``);
 * ``refused``: refused when built for another reason (it fails on this space);
@@ -95,6 +96,8 @@ def check_optimizer(name: str, asks: int = 20, seed: int = 0, slow: float = 1.0,
             result = {"category": "failure", "message": f"the resumed run differs from ask {asks + first} on"}
         elif per_ask > slow:
             result = {"category": "slow", "message": f"{per_ask:.2f} s per ask and tell"}
+    except TimeoutError as exc:
+        result = {"category": "slow", "message": str(exc)}
     except Exception as exc:  # noqa: BLE001 - the sweep records every failure and goes on
         result = {"category": "failure", "message": f"{type(exc).__name__}: {str(exc)[:300]}"}
     finally:

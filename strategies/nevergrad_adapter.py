@@ -45,20 +45,20 @@ one line that says why and what to choose instead.
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 import threading
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
-from difflib import get_close_matches
+from contextlib import contextmanager, redirect_stdout
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from gtn_search.errors import ConfigError, MissingPackageError, NotResumableError, UnknownNameError
+from gtn_search.errors import ConfigError, MissingPackageError, NotResumableError, UnknownNameError, did_you_mean
 from gtn_search.registry import STRATEGIES
 from gtn_search.seeding import derive_seed
 from search_spaces.architecture import Architecture
@@ -143,16 +143,14 @@ def nevergrad_optimizers() -> list[str]:
 
 
 def unknown_optimizer(name: str, names: list[str]) -> UnknownNameError:
-    """A short 'unknown optimizer' error with up to three close names (the registry has 500+)."""
-    close = get_close_matches(name, names, n=3, cutoff=0.6)
-    hint = f"did you mean {', '.join(PREFIX + c for c in close)}? " if close else ""
-    return UnknownNameError(f"strategy: unknown Nevergrad optimizer '{PREFIX}{name}'; {hint}the {len(names)} "
-                            f"names are in nevergrad.optimizers.registry, e.g. {PREFIX}{ALTERNATIVE}")
+    """A short 'unknown optimizer' error with the closest name (the registry has 500+, not listed)."""
+    return UnknownNameError(f"strategy '{PREFIX}{name}': unknown Nevergrad optimizer '{name}'{did_you_mean(name, names)}; "
+                            f"list the {len(names)} names with: gtn-search strategies --nevergrad")
 
 
-def missing_package(name: str, exc: ImportError) -> str:
+def missing_package(name: str, exc: BaseException) -> str:
     """The one-line refusal of an optimizer whose optional package is not installed."""
-    module = (exc.name or str(exc)).split(".")[0]
+    module = (getattr(exc, "name", None) or str(exc)).split(".")[0]
     pip = PIP_NAMES.get(module, module)
     return (f"strategy {PREFIX}{name} needs the package '{pip}' (pip install {pip}); "
             f"or choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
@@ -197,14 +195,15 @@ class NevergradStrategy(Strategy):
     def _make_optimizer(self):  # type: ignore[no-untyped-def]
         """A fresh optimizer seeded by the strategy seed, with its own private global numpy state."""
         ng = _nevergrad()
-        if self.encoding == "categorical":
-            param = ng.p.Array(shape=(int(self._offsets[-1]),))
-        else:
-            upper = (self._cards[self._free] - 1).astype(float)
-            param = ng.p.Array(shape=(len(self._free),), lower=np.zeros_like(upper), upper=upper).set_integer_casting()
-        param.random_state = np.random.RandomState(self.seed % (2**32))
         self._globals = np.random.RandomState(derive_seed(self.seed, "nevergrad-global") % (2**32)).get_state()
-        with self._calling():
+        with self._calling():  # building a parameter draws from the global state too
+            if self.encoding == "categorical":
+                param = ng.p.Array(shape=(int(self._offsets[-1]),))
+            else:
+                upper = (self._cards[self._free] - 1).astype(float)
+                param = ng.p.Array(shape=(len(self._free),), lower=np.zeros_like(upper),
+                                   upper=upper).set_integer_casting()
+            param.random_state = np.random.RandomState(self.seed % (2**32))
             return ng.optimizers.registry[self.optimizer_name](
                 parametrization=param, budget=self.budget, num_workers=self.num_workers
             )
@@ -254,13 +253,17 @@ class NevergradStrategy(Strategy):
     def _probe_runs(self) -> tuple[type[ConfigError], str] | None:
         name = self.optimizer_name
         try:
-            start = time.monotonic()
-            first = self._probe_run()
-            seconds = (time.monotonic() - start) / PROBE_ASKS
-            second = self._probe_run()
-        except ImportError as exc:
-            return MissingPackageError, missing_package(name, exc)
+            with redirect_stdout(io.StringIO()):  # some print why they fail
+                start = time.monotonic()
+                first = self._probe_run()
+                seconds = (time.monotonic() - start) / PROBE_ASKS
+                second = self._probe_run()
         except Exception as exc:  # noqa: BLE001 - whatever it is, the optimizer cannot run here
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, ImportError):  # recast ones wrap it
+                cause = cause.__cause__ or cause.__context__
+            if cause is not None:
+                return MissingPackageError, missing_package(name, cause)
             return ConfigError, (f"strategy {PREFIX}{name} fails on this search space ({type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0] if str(exc) else ''}); choose another optimizer, "
                                  f"e.g. {PREFIX}{ALTERNATIVE}")
@@ -271,8 +274,8 @@ class NevergradStrategy(Strategy):
                 f"candidates at ask {ask} (it draws randomness its seed does not fix), so a study made with it "
                 f"could never be extended or resumed; choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
         if seconds > SLOW_ASK_SECONDS:
-            log.warning("strategy %s%s is slow: %.1f s per ask and tell on this space, before any evaluation",
-                        PREFIX, name, seconds)
+            log.warning("strategy %s%s is slow: %.1f s per ask and tell on this space already at the start (it "
+                        "grows with the history; resuming replays every past ask)", PREFIX, name, seconds)
         return None
 
     def _probe_run(self) -> list[list[int]]:
