@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import signal
 import time
 from collections import Counter
@@ -57,8 +58,12 @@ def _steps(s: Strategy, seed: int, count: int) -> list[str]:
     return hashes
 
 
+class Timeout(BaseException):
+    """Raised by the alarm (not an Exception, so that no handler on the way swallows it)."""
+
+
 def _timeout(signum: int, frame: Any) -> None:
-    raise TimeoutError("no result within the time limit")
+    raise Timeout("no result within the time limit")
 
 
 def check_optimizer(name: str, asks: int = 20, seed: int = 0, slow: float = 1.0,
@@ -76,8 +81,9 @@ def check_optimizer(name: str, asks: int = 20, seed: int = 0, slow: float = 1.0,
         try:
             s = build()
         except MissingPackageError as exc:
+            package = re.search(r"needs the package '([^']+)'", str(exc))
             return {"category": "missing-package", "message": str(exc),
-                    "package": str(exc).split("'")[1], "seconds": time.monotonic() - start}
+                    "package": package.group(1) if package else "?", "seconds": time.monotonic() - start}
         except NotResumableError as exc:
             return {"category": "not-resumable", "message": str(exc), "seconds": time.monotonic() - start}
         except ConfigError as exc:
@@ -96,7 +102,7 @@ def check_optimizer(name: str, asks: int = 20, seed: int = 0, slow: float = 1.0,
             result = {"category": "failure", "message": f"the resumed run differs from ask {asks + first} on"}
         elif per_ask > slow:
             result = {"category": "slow", "message": f"{per_ask:.2f} s per ask and tell"}
-    except TimeoutError as exc:
+    except Timeout as exc:
         result = {"category": "slow", "message": str(exc)}
     except Exception as exc:  # noqa: BLE001 - the sweep records every failure and goes on
         result = {"category": "failure", "message": f"{type(exc).__name__}: {str(exc)[:300]}"}

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import sys
 import threading
 import time
@@ -150,8 +151,14 @@ def unknown_optimizer(name: str, names: list[str]) -> UnknownNameError:
 
 def missing_package(name: str, exc: BaseException) -> str:
     """The one-line refusal of an optimizer whose optional package is not installed."""
-    module = (getattr(exc, "name", None) or str(exc)).split(".")[0]
-    pip = PIP_NAMES.get(module, module)
+    module = getattr(exc, "name", None)
+    if not module:  # some say it in words: "Please install fcmaes (pip install fcmaes) to use ..."
+        found = re.search(r"pip install ([\w.-]+)|named '([\w.]+)'", str(exc))
+        module = next(g for g in found.groups() if g) if found else None
+    if not module:
+        return (f"strategy {PREFIX}{name} needs a package that is not installed ({str(exc).splitlines()[0]}); "
+                f"or choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
+    pip = PIP_NAMES.get(module.split(".")[0], module.split(".")[0])
     return (f"strategy {PREFIX}{name} needs the package '{pip}' (pip install {pip}); "
             f"or choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
 
