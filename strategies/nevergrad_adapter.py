@@ -93,8 +93,8 @@ def _global_numpy_state(state: Any) -> Iterator[list[Any]]:
     draw from ``state`` too.
     """
     saved = np.random.get_state()
-    cma_defaults = sys.modules["cma.options_parameters"].cma_default_options if "cma.options_parameters" in \
-        sys.modules else {}
+    cma_options = sys.modules.get("cma.options_parameters")
+    cma_defaults = cma_options.cma_default_options if cma_options is not None else {}
     cma_seed = cma_defaults.get("seed")
     np.random.set_state(state)
     if cma_defaults:
@@ -145,8 +145,9 @@ def nevergrad_optimizers() -> list[str]:
 
 def unknown_optimizer(name: str, names: list[str]) -> UnknownNameError:
     """A short 'unknown optimizer' error with the closest name (the registry has 500+, not listed)."""
-    return UnknownNameError(f"strategy '{PREFIX}{name}': unknown Nevergrad optimizer '{name}'{did_you_mean(name, names)}; "
-                            f"list the {len(names)} names with: gtn-search strategies --nevergrad")
+    return UnknownNameError(f"strategy '{PREFIX}{name}': unknown Nevergrad optimizer '{name}'"
+                            f"{did_you_mean(name, names)}; list the {len(names)} names with: "
+                            f"gtn-search strategies --nevergrad")
 
 
 def missing_package(name: str, exc: BaseException) -> str:
@@ -156,11 +157,36 @@ def missing_package(name: str, exc: BaseException) -> str:
         found = re.search(r"pip install ([\w.-]+)|named '([\w.]+)'", str(exc))
         module = next(g for g in found.groups() if g) if found else None
     if not module:
-        return (f"strategy {PREFIX}{name} needs a package that is not installed ({str(exc).splitlines()[0]}); "
+        return (f"strategy {PREFIX}{name} needs a package that is not installed ({exc!r}); "
                 f"or choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
     pip = PIP_NAMES.get(module.split(".")[0], module.split(".")[0])
     return (f"strategy {PREFIX}{name} needs the package '{pip}' (pip install {pip}); "
             f"or choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
+
+
+def _metamodel_breaks() -> bool:
+    """Whether numpy refuses ``float()`` of a 1-element array, as Nevergrad's meta-models call it."""
+    try:
+        float(np.zeros(1))  # type: ignore[arg-type]
+    except TypeError:
+        return True
+    return False
+
+
+def _sub_optimizers(optimizer: Any) -> Iterator[Any]:
+    """An optimizer and every optimizer it holds (portfolios, chains, NGOpt's choice, meta-models)."""
+    base = _nevergrad().optimizers.base.Optimizer
+    seen: set[int] = set()
+    stack = [optimizer]
+    while stack:
+        opt = stack.pop()
+        if id(opt) in seen:
+            continue
+        seen.add(id(opt))
+        yield opt
+        for value in vars(opt).values():
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else [value]
+            stack.extend(item for item in items if isinstance(item, base))
 
 
 @STRATEGIES.register("nevergrad")
@@ -274,6 +300,12 @@ class NevergradStrategy(Strategy):
             return ConfigError, (f"strategy {PREFIX}{name} fails on this search space ({type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0] if str(exc) else ''}); choose another optimizer, "
                                  f"e.g. {PREFIX}{ALTERNATIVE}")
+        if _metamodel_breaks() and any(isinstance(o, _nevergrad().optimizers._MetaModel)
+                                       for o in _sub_optimizers(self._optimizer)):
+            return ConfigError, (
+                f"strategy {PREFIX}{name} cannot run with numpy {np.__version__}: its meta-model calls float() on "
+                f"a 1-element array (a bug in nevergrad {_nevergrad().__version__}), which fails once the "
+                f"meta-model starts; choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
         if first != second:
             ask = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
             return NotResumableError, (

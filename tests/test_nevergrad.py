@@ -118,3 +118,14 @@ def test_cli_refuses_a_missing_package_optimizer_before_the_study_starts(tmp_pat
                   f"or choose another optimizer, e.g. ng:NGOpt\n"
     assert not study.exists() and list(tmp_path.iterdir()) == [config]
 
+
+
+def test_meta_models_are_refused_where_numpy_breaks_them():
+    """Nevergrad's meta-models call float() on a 1-element array, a TypeError from numpy 2.4 on."""
+    result = check_optimizer("Neural1MetaModel", asks=10)  # failed at ask 28 of a study on gtn-nas
+    try:
+        float(np.zeros(1))  # type: ignore[arg-type]
+    except TypeError:
+        assert result["category"] == "refused" and "its meta-model calls float()" in result["message"], result
+    else:
+        assert result["category"] == "ok", result
