@@ -173,6 +173,20 @@ def _metamodel_breaks() -> bool:
     return False
 
 
+def _metamodel_starts(optimizer: Any) -> bool:
+    """Whether ``optimizer`` is a Nevergrad meta-model that starts modelling within its budget.
+
+    It does once it has as many points as its model needs (Nevergrad's own rule, copied).
+    """
+    if not isinstance(optimizer, _nevergrad().optimizers._MetaModel):
+        return False
+    dim = optimizer.dimension
+    size = int(dim * (dim - 1) / 2 + 2 * dim + 1)
+    if optimizer.degree != 2:
+        size = 50 if optimizer.algorithm in ("image", "voxelize") else int(np.power(size, optimizer.degree / 2.0))
+    return optimizer.budget is None or optimizer.budget >= size
+
+
 def _sub_optimizers(optimizer: Any) -> Iterator[Any]:
     """An optimizer and every optimizer it holds (portfolios, chains, NGOpt's choice, meta-models)."""
     base = _nevergrad().optimizers.base.Optimizer
@@ -300,12 +314,11 @@ class NevergradStrategy(Strategy):
             return ConfigError, (f"strategy {PREFIX}{name} fails on this search space ({type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0] if str(exc) else ''}); choose another optimizer, "
                                  f"e.g. {PREFIX}{ALTERNATIVE}")
-        if _metamodel_breaks() and any(isinstance(o, _nevergrad().optimizers._MetaModel)
-                                       for o in _sub_optimizers(self._optimizer)):
+        if _metamodel_breaks() and any(_metamodel_starts(o) for o in _sub_optimizers(self._optimizer)):
             return ConfigError, (
                 f"strategy {PREFIX}{name} cannot run with numpy {np.__version__}: its meta-model calls float() on "
                 f"a 1-element array (a bug in nevergrad {_nevergrad().__version__}), which fails once the "
-                f"meta-model starts; choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
+                f"meta-model starts within this budget; choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
         if first != second:
             ask = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
             return NotResumableError, (
@@ -351,14 +364,18 @@ class NevergradStrategy(Strategy):
         if (state["optimizer"], state["encoding"]) != (self.optimizer_name, self.encoding):
             raise ConfigError(f"saved state is for Nevergrad optimizer {state['optimizer']} ({state['encoding']}), "
                               f"not {self.optimizer_name} ({self.encoding})")
+        # the optimizer goes on with the budget it was made with (a study extended with more trials)
+        self.budget, self.num_workers = state["budget"], state["num_workers"]
         self._optimizer = self._make_optimizer()
         self._events, self._by_number = [], {}
         for kind, number, value in state["events"]:
             if kind == "ask":
                 cand, vector = self._ng_ask()
                 if vector != list(value):
-                    raise NotResumableError(f"cannot restore Nevergrad optimizer {self.optimizer_name}: replaying ask "
-                                            f"{number} gave a different candidate (the optimizer is not deterministic)")
+                    raise NotResumableError(
+                        f"cannot restore Nevergrad optimizer {self.optimizer_name}: replaying ask {number} gave a "
+                        f"different candidate (was the study made with other versions of gtn-search, nevergrad or "
+                        f"numpy?); continue it with those, or start a new study")
                 self._by_number[number] = cand
             else:
                 self._ng_tell(self._by_number.pop(number), float(value))

@@ -129,3 +129,18 @@ def test_meta_models_are_refused_where_numpy_breaks_them():
         assert result["category"] == "refused" and "its meta-model calls float()" in result["message"], result
     else:
         assert result["category"] == "ok", result
+
+
+def test_a_study_extended_with_a_larger_budget_resumes():
+    """The runner passes budget.trials as the optimizer's budget; --trials 80 later must not break replay."""
+    def make(budget: int):  # type: ignore[no-untyped-def]
+        return make_strategy("ng:CMARS", SPACE, seed=0, budget=budget)  # RandomSearch for a tenth, then CMA
+
+    full, s = make(40), make(40)
+    for _ in range(10):
+        for strategy in (full, s):
+            c = strategy.ask()
+            strategy.tell(c.number, int(c.architecture.hash[:6], 16) / 2**24)
+    extended = make(80)
+    extended.load_state_dict(s.state_dict())
+    assert extended.ask().architecture == full.ask().architecture
