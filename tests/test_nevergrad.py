@@ -40,11 +40,11 @@ def test_optimizer_needing_a_missing_package_is_refused_when_built():
     assert f"ng:{name} needs the package '{package}' (pip install {package})" in result["message"]
 
 
-class _Unseeded:
-    """A Nevergrad optimizer drawing from fresh OS entropy (as a clock-seeded library would)."""
+class _FakeOptimizers:
+    """Optimizer factories for the registry: one drawing fresh OS entropy, one lacking its package."""
 
     @staticmethod
-    def make(parametrization, budget=None, num_workers=1):  # type: ignore[no-untyped-def]
+    def unseeded(parametrization, budget=None, num_workers=1):  # type: ignore[no-untyped-def]
         import nevergrad as ng
 
         class Unseeded(ng.optimizers.base.Optimizer):
@@ -68,8 +68,8 @@ class _Unseeded:
 def test_non_replayable_and_missing_package_optimizers_are_refused_with_one_line(monkeypatch):
     import nevergrad as ng
 
-    monkeypatch.setitem(ng.optimizers.registry.data, "TestUnseeded", _Unseeded.make)
-    monkeypatch.setitem(ng.optimizers.registry.data, "TestNeedsPackage", _Unseeded.needs_a_package)
+    monkeypatch.setitem(ng.optimizers.registry.data, "TestUnseeded", _FakeOptimizers.unseeded)
+    monkeypatch.setitem(ng.optimizers.registry.data, "TestNeedsPackage", _FakeOptimizers.needs_a_package)
     with pytest.raises(NotResumableError, match=r"^strategy ng:TestUnseeded cannot be resumed: .* choose another "
                                                 r"optimizer, e\.g\. ng:NGOpt$"):
         make_strategy("ng:TestUnseeded", SPACE, budget=50)
