@@ -144,3 +144,11 @@ def test_a_study_extended_with_a_larger_budget_resumes():
     extended = make(80)
     extended.load_state_dict(s.state_dict())
     assert extended.ask().architecture == full.ask().architecture
+
+
+def test_a_slow_optimizer_is_announced(monkeypatch, caplog):
+    from strategies import nevergrad_adapter
+
+    monkeypatch.setattr(nevergrad_adapter, "SLOW_ASK_SECONDS", 0.0)  # BO and BOSplit take 0.4 s and more
+    make_strategy("ng:OnePlusOne", SPACE, budget=77)
+    assert "strategy ng:OnePlusOne is slow" in caplog.text
