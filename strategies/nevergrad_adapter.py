@@ -27,20 +27,26 @@ back. The state is therefore the optimizer's ask/tell event log; restoring re-cr
 optimizer with the same seed and replays the log. Replay costs one ask/tell per past event.
 
 Replay is exact only if the optimizer draws nothing the seed does not fix. Many Nevergrad
-optimizers also draw from numpy's *global* random state (DE's initial points, NGOpt's and the
-portfolios' sub-optimizer choices and rescalings, CMA restarts in ``cma.fmin``), some at import
-time (``PolyLN``'s scales), some in the background thread of a recast optimizer (``Cobyla``,
-``SQP``, ``CmaFmin2``, chained by ``Carola*``). So the optimizer gets a private global numpy state,
-seeded from the strategy seed and swapped in only around its own calls (and its background
-threads are let finish before it is swapped out), and Nevergrad is imported under a fixed global
-seed; the caller's global state is left as it was.
+optimizers also draw from numpy's *global* random state: the lognormal mutation rate
+(``BigLognormalDiscreteOnePlusOne``), the smoothing mutations of the Lengler optimizers
+(``CMAL2``, ``CMALL``), Voronoi DE, NgIoh's random rescalings, building a parameter; some at
+import time (``PolyLN``'s scales); ``cma.fmin`` (``CmaFmin2``, chained in ``Carola8``) even
+reseeds it from the clock, in the background thread of a recast optimizer. So the optimizer gets
+a private global numpy state, seeded from the strategy seed and swapped in only around its own
+calls (its background threads are let finish their step first; ``cma``'s default seed is NaN,
+"leave the global state alone", meanwhile), and Nevergrad is imported under a fixed global seed;
+the caller's global state is left as it was. A restored optimizer keeps the budget it was made
+with, so a study extended with more trials replays too.
 
 What still cannot replay (seeds taken from the clock or the OS inside third-party code), needs a
 missing optional package, or fails on this space is refused when the strategy is built, before a
 study starts: a short probe runs the optimizer twice for a few asks (cached per process) and
 raises :class:`~gtn_search.errors.NotResumableError`,
 :class:`~gtn_search.errors.MissingPackageError` or :class:`~gtn_search.errors.ConfigError` with
-one line that says why and what to choose instead.
+one line that says why and what to choose instead. So is, by a rule, an optimizer holding a
+meta-model that would start modelling within its budget where numpy breaks it (nevergrad 1.0.12
+calls ``float()`` on a 1-element array, an error from numpy 2.4 on): the failure comes only after
+tens to hundreds of asks, too late for the probe.
 """
 
 from __future__ import annotations
