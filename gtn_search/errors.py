@@ -35,6 +35,14 @@ class UnknownNameError(ConfigError):
     """A name (op, strategy, evaluator, search space, dataset, preset) is not registered."""
 
 
+class MissingPackageError(ConfigError):
+    """A plugin (e.g. a Nevergrad optimizer) needs an optional package that is not installed."""
+
+
+class NotResumableError(ConfigError):
+    """A strategy cannot reproduce its candidates, so a study made with it could not be resumed."""
+
+
 class DatasetError(GTNSearchError):
     """A dataset is missing, cannot be downloaded, or has an unexpected layout."""
 

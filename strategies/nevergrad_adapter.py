@@ -24,31 +24,189 @@ comes from a ``RandomState`` seeded by the strategy seed.
 
 State: Nevergrad optimizers cannot be serialised without pickle, which gtn-search refuses to read
 back. The state is therefore the optimizer's ask/tell event log; restoring re-creates the
-optimizer with the same seed and replays the log, which reproduces it exactly (Nevergrad is
-deterministic for a fixed seed and call sequence). Replay costs one ask/tell per past event.
+optimizer with the same seed and replays the log. Replay costs one ask/tell per past event.
+
+Replay is exact only if the optimizer draws nothing the seed does not fix. Many Nevergrad
+optimizers also draw from numpy's *global* random state: the lognormal mutation rate
+(``BigLognormalDiscreteOnePlusOne``), the smoothing mutations of the Lengler optimizers
+(``CMAL2``, ``CMALL``), Voronoi DE, NgIoh's random rescalings, building a parameter; some at
+import time (``PolyLN``'s scales); ``cma.fmin`` (``CmaFmin2``, chained in ``Carola8``) even
+reseeds it from the clock, in the background thread of a recast optimizer. So the optimizer gets
+a private global numpy state, seeded from the strategy seed and swapped in only around its own
+calls (its background threads are let finish their step first; ``cma``'s default seed is NaN,
+"leave the global state alone", meanwhile), and Nevergrad is imported under a fixed global seed;
+the caller's global state is left as it was. A restored optimizer keeps the budget it was made
+with, so a study extended with more trials replays too.
+
+What still cannot replay (seeds taken from the clock or the OS inside third-party code), needs a
+missing optional package, or fails on this space is refused when the strategy is built, before a
+study starts: a short probe runs the optimizer twice for a few asks (cached per process) and
+raises :class:`~gtn_search.errors.NotResumableError`,
+:class:`~gtn_search.errors.MissingPackageError` or :class:`~gtn_search.errors.ConfigError` with
+one line that says why and what to choose instead. So is, by a rule, an optimizer holding a
+meta-model that would start modelling within its budget where numpy breaks it (nevergrad 1.0.12
+calls ``float()`` on a 1-element array, an error from numpy 2.4 on): the failure comes only after
+tens to hundreds of asks, too late for the probe.
 """
 
 from __future__ import annotations
 
+import io
+import logging
+import re
+import sys
+import threading
+import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from gtn_search.errors import ConfigError, unknown_name
+from gtn_search.errors import ConfigError, MissingPackageError, NotResumableError, UnknownNameError, did_you_mean
 from gtn_search.registry import STRATEGIES
+from gtn_search.seeding import derive_seed
 from search_spaces.architecture import Architecture
 from search_spaces.space import CellSearchSpace
 from strategies.base import Candidate, Strategy
 
 PREFIX = "ng:"
+#: asks (and tells) of the probe run, twice, when a strategy is built
+PROBE_ASKS = 12
+#: a probe slower than this per ask logs a warning (BO and BOSplit take about 1 s)
+SLOW_ASK_SECONDS = 0.25
+#: the optimizer suggested instead of one that is refused
+ALTERNATIVE = "NGOpt"
+#: pip names of optional packages whose import name differs
+PIP_NAMES = {"ax": "ax-platform", "bayes_optim": "bayes-optim", "pybobyqa": "Py-BOBYQA", "pysot": "pySOT",
+             "poap": "pySOT", "skopt": "scikit-optimize", "sklearn": "scikit-learn", "bayes_opt": "bayesian-optimization"}
+#: the seed of numpy's global state while Nevergrad is imported
+IMPORT_SEED = 0
+
+log = logging.getLogger(__name__)
+#: the probe's verdict per optimizer, settings and space: None (fine) or the error to raise
+_PROBED: dict[tuple[Any, ...], tuple[type[ConfigError], str] | None] = {}
+
+
+@contextmanager
+def _global_numpy_state(state: Any) -> Iterator[list[Any]]:
+    """Run a block under numpy's global random ``state``; yield a list whose item is its state after.
+
+    ``cma`` seeds numpy's global state from the clock unless told a seed; in the block its default
+    seed is NaN ("leave the global state alone"), so CMA runs started by ``cma.fmin`` (``CmaFmin2``)
+    draw from ``state`` too.
+    """
+    saved = np.random.get_state()
+    cma_options = sys.modules.get("cma.options_parameters")
+    cma_defaults = cma_options.cma_default_options if cma_options is not None else {}
+    cma_seed = cma_defaults.get("seed")
+    np.random.set_state(state)
+    if cma_defaults:
+        cma_defaults["seed"] = float("nan")
+    box = [state]
+    try:
+        yield box
+    finally:
+        _wait_for_recast_threads()
+        box[0] = np.random.get_state()
+        np.random.set_state(saved)
+        if cma_defaults:
+            cma_defaults["seed"] = cma_seed
+
+
+def _wait_for_recast_threads(limit: float = 60.0) -> None:
+    """Let the background threads of Nevergrad's recast optimizers (scipy, cma.fmin) finish their step.
+
+    After a tell, such a thread computes its next point while the caller goes on; it must do so
+    under the optimizer's private global random state. It is idle once it waits for its next tell.
+    """
+    recaster = sys.modules.get("nevergrad.optimization.recaster")
+    if recaster is None:
+        return
+    deadline = time.monotonic() + limit
+    for thread in threading.enumerate():
+        if isinstance(thread, recaster._MessagingThread):
+            tells = thread.messages_tell
+            while thread.is_alive() and not (tells.empty() and tells.not_empty._waiters):
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(1e-4)
+
+
+def _nevergrad() -> ModuleType:
+    """``nevergrad``, imported under a fixed global numpy seed (some optimizers draw from it at import)."""
+    if "nevergrad" not in sys.modules:
+        with _global_numpy_state(np.random.RandomState(IMPORT_SEED).get_state()):
+            import cma  # noqa: F401 - a dependency of nevergrad, imported here so its seed can be set
+            import nevergrad  # noqa: F401
+    return sys.modules["nevergrad"]
 
 
 def nevergrad_optimizers() -> list[str]:
     """Names of every optimizer in ``nevergrad.optimizers.registry``."""
-    import nevergrad as ng
+    return sorted(_nevergrad().optimizers.registry)
 
-    return sorted(ng.optimizers.registry)
+
+def unknown_optimizer(name: str, names: list[str]) -> UnknownNameError:
+    """A short 'unknown optimizer' error with the closest name (the registry has 500+, not listed)."""
+    return UnknownNameError(f"strategy '{PREFIX}{name}': unknown Nevergrad optimizer '{name}'"
+                            f"{did_you_mean(name, names)}; list the {len(names)} names with: "
+                            f"gtn-search strategies --nevergrad")
+
+
+def missing_package(name: str, exc: BaseException) -> str:
+    """The one-line refusal of an optimizer whose optional package is not installed."""
+    module = getattr(exc, "name", None)
+    if not module:  # some say it in words: "Please install fcmaes (pip install fcmaes) to use ..."
+        found = re.search(r"pip install ([\w.-]+)|named '([\w.]+)'", str(exc))
+        module = next(g for g in found.groups() if g) if found else None
+    if not module:
+        return (f"strategy {PREFIX}{name} needs a package that is not installed ({exc!r}); "
+                f"or choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
+    pip = PIP_NAMES.get(module.split(".")[0], module.split(".")[0])
+    return (f"strategy {PREFIX}{name} needs the package '{pip}' (pip install {pip}); "
+            f"or choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
+
+
+def _metamodel_breaks() -> bool:
+    """Whether numpy refuses ``float()`` of a 1-element array, as Nevergrad's meta-models call it."""
+    try:
+        float(np.zeros(1))  # type: ignore[arg-type]
+    except TypeError:
+        return True
+    return False
+
+
+def _metamodel_starts(optimizer: Any) -> bool:
+    """Whether ``optimizer`` is a Nevergrad meta-model that starts modelling within its budget.
+
+    It does once it has as many points as its model needs (Nevergrad's own rule, copied).
+    """
+    if not isinstance(optimizer, _nevergrad().optimizers._MetaModel):
+        return False
+    dim = optimizer.dimension
+    size = int(dim * (dim - 1) / 2 + 2 * dim + 1)
+    if optimizer.degree != 2:
+        size = 50 if optimizer.algorithm in ("image", "voxelize") else int(np.power(size, optimizer.degree / 2.0))
+    return optimizer.budget is None or optimizer.budget >= size
+
+
+def _sub_optimizers(optimizer: Any) -> Iterator[Any]:
+    """An optimizer and every optimizer it holds (portfolios, chains, NGOpt's choice, meta-models)."""
+    base = _nevergrad().optimizers.base.Optimizer
+    seen: set[int] = set()
+    stack = [optimizer]
+    while stack:
+        opt = stack.pop()
+        if id(opt) in seen:
+            continue
+        seen.add(id(opt))
+        yield opt
+        for value in vars(opt).values():
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else [value]
+            stack.extend(item for item in items if isinstance(item, base))
 
 
 @STRATEGIES.register("nevergrad")
@@ -67,7 +225,7 @@ class NevergradStrategy(Strategy):
         super().__init__(space, seed)
         names = nevergrad_optimizers()
         if optimizer not in names:
-            raise unknown_name("Nevergrad optimizer", optimizer, names, "strategy 'nevergrad'")
+            raise unknown_optimizer(str(optimizer), names)
         if budget is not None and (not isinstance(budget, int) or budget < 1):
             raise ConfigError(f"nevergrad: 'budget' must be a positive integer or null, got {budget!r}")
         if not isinstance(num_workers, int) or num_workers < 1:
@@ -84,26 +242,35 @@ class NevergradStrategy(Strategy):
         self.num_workers = num_workers
         self._events: list[list[Any]] = []
         self._by_number: dict[int, Any] = {}
+        self._probe()
         self._optimizer = self._make_optimizer()
 
     def _make_optimizer(self):  # type: ignore[no-untyped-def]
-        import nevergrad as ng
-
-        if self.encoding == "categorical":
-            param = ng.p.Array(shape=(int(self._offsets[-1]),))
-        else:
-            upper = (self._cards[self._free] - 1).astype(float)
-            param = ng.p.Array(shape=(len(self._free),), lower=np.zeros_like(upper), upper=upper).set_integer_casting()
-        param.random_state = np.random.RandomState(self.seed % (2**32))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        """A fresh optimizer seeded by the strategy seed, with its own private global numpy state."""
+        ng = _nevergrad()
+        self._globals = np.random.RandomState(derive_seed(self.seed, "nevergrad-global") % (2**32)).get_state()
+        with self._calling():  # building a parameter draws from the global state too
+            if self.encoding == "categorical":
+                param = ng.p.Array(shape=(int(self._offsets[-1]),))
+            else:
+                upper = (self._cards[self._free] - 1).astype(float)
+                param = ng.p.Array(shape=(len(self._free),), lower=np.zeros_like(upper),
+                                   upper=upper).set_integer_casting()
+            param.random_state = np.random.RandomState(self.seed % (2**32))
             return ng.optimizers.registry[self.optimizer_name](
                 parametrization=param, budget=self.budget, num_workers=self.num_workers
             )
 
-    def _ng_ask(self) -> tuple[Any, list[int]]:
-        with warnings.catch_warnings():
+    @contextmanager
+    def _calling(self) -> Iterator[None]:
+        """Call into the optimizer: warnings off, its private global numpy state swapped in."""
+        with warnings.catch_warnings(), _global_numpy_state(self._globals) as after:
             warnings.simplefilter("ignore")
+            yield
+        self._globals = after[0]
+
+    def _ng_ask(self) -> tuple[Any, list[int]]:
+        with self._calling():
             cand = self._optimizer.ask()
         return cand, self._vector(np.asarray(cand.value, dtype=float))
 
@@ -118,10 +285,71 @@ class NevergradStrategy(Strategy):
         return [int(v) for v in vec]
 
     def _ng_tell(self, cand: Any, loss: float) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with self._calling():
             self._optimizer.tell(cand, loss)
 
+    # -- the up-front check ---------------------------------------------------------------------
+    def _probe(self) -> None:
+        """Refuse the optimizer now if it needs a missing package, fails here, or does not replay.
+
+        Runs it twice from the strategy's settings for :data:`PROBE_ASKS` asks on a synthetic loss
+        (as many in flight as ``num_workers``); both runs must propose the same candidates, as a
+        resumed study replays them. The verdict is cached per optimizer, settings and space.
+        """
+        key = (self.optimizer_name, self.encoding, self.budget, self.num_workers, tuple(self._cards.tolist()))
+        if key not in _PROBED:
+            _PROBED[key] = self._probe_runs()
+        verdict = _PROBED[key]
+        if verdict is not None:
+            raise verdict[0](verdict[1])
+
+    def _probe_runs(self) -> tuple[type[ConfigError], str] | None:
+        name = self.optimizer_name
+        try:
+            with redirect_stdout(io.StringIO()):  # some print why they fail
+                start = time.monotonic()
+                first = self._probe_run()
+                seconds = (time.monotonic() - start) / PROBE_ASKS
+                second = self._probe_run()
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the optimizer cannot run here
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, ImportError):  # recast ones wrap it
+                cause = cause.__cause__ or cause.__context__
+            if cause is not None:
+                return MissingPackageError, missing_package(name, cause)
+            return ConfigError, (f"strategy {PREFIX}{name} fails on this search space ({type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''}); choose another optimizer, "
+                                 f"e.g. {PREFIX}{ALTERNATIVE}")
+        if _metamodel_breaks() and any(_metamodel_starts(o) for o in _sub_optimizers(self._optimizer)):
+            return ConfigError, (
+                f"strategy {PREFIX}{name} cannot run with numpy {np.__version__}: its meta-model calls float() on "
+                f"a 1-element array (a bug in nevergrad {_nevergrad().__version__}), which fails once the "
+                f"meta-model starts within this budget; choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
+        if first != second:
+            ask = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
+            return NotResumableError, (
+                f"strategy {PREFIX}{name} cannot be resumed: run twice with the same seed it proposed different "
+                f"candidates at ask {ask} (it draws randomness its seed does not fix), so a study made with it "
+                f"could never be extended or resumed; choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
+        if seconds > SLOW_ASK_SECONDS:
+            log.warning("strategy %s%s is slow: %.1f s per ask and tell on this space already at the start (it "
+                        "grows with the history; resuming replays every past ask)", PREFIX, name, seconds)
+        return None
+
+    def _probe_run(self) -> list[list[int]]:
+        """Candidates of one probe run on a synthetic loss (a fixed pseudo-random function)."""
+        self._optimizer = self._make_optimizer()
+        weights = np.random.RandomState(7).uniform(size=len(self._cards))
+        vectors, in_flight = [], []
+        while len(vectors) < PROBE_ASKS:
+            while len(in_flight) < self.num_workers and len(vectors) + len(in_flight) < PROBE_ASKS:
+                in_flight.append(self._ng_ask())
+            cand, vector = in_flight.pop(0)
+            self._ng_tell(cand, float(np.sin(weights @ np.array(vector, dtype=float) * 12.9898) % 1.0))
+            vectors.append(vector)
+        return vectors
+
+    # -- Strategy hooks -------------------------------------------------------------------------
     def _ask(self) -> Architecture:
         cand, vector = self._ng_ask()
         number = self.num_asked
@@ -142,14 +370,18 @@ class NevergradStrategy(Strategy):
         if (state["optimizer"], state["encoding"]) != (self.optimizer_name, self.encoding):
             raise ConfigError(f"saved state is for Nevergrad optimizer {state['optimizer']} ({state['encoding']}), "
                               f"not {self.optimizer_name} ({self.encoding})")
+        # the optimizer goes on with the budget it was made with (a study extended with more trials)
+        self.budget, self.num_workers = state["budget"], state["num_workers"]
         self._optimizer = self._make_optimizer()
         self._events, self._by_number = [], {}
         for kind, number, value in state["events"]:
             if kind == "ask":
                 cand, vector = self._ng_ask()
                 if vector != list(value):
-                    raise ConfigError(f"cannot restore Nevergrad optimizer {self.optimizer_name}: replaying ask "
-                                      f"{number} gave a different candidate (the optimizer is not deterministic)")
+                    raise NotResumableError(
+                        f"cannot restore Nevergrad optimizer {self.optimizer_name}: replaying ask {number} gave a "
+                        f"different candidate (was the study made with other versions of gtn-search, nevergrad or "
+                        f"numpy?); continue it with those, or start a new study")
                 self._by_number[number] = cand
             else:
                 self._ng_tell(self._by_number.pop(number), float(value))

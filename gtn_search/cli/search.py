@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_search)
 
     st = sub.add_parser("strategies", help="list the available search strategies")
+    st.add_argument("--nevergrad", action="store_true", help="list every Nevergrad optimizer usable as ng:<Name>")
     st.set_defaults(func=cmd_strategies)
 
     sh = sub.add_parser("show", help="print a study's summary table and draw best-score-over-time")
@@ -81,12 +82,17 @@ def print_summary(summary) -> None:  # type: ignore[no-untyped-def]
 def cmd_strategies(args: argparse.Namespace) -> int:
     from gtn_search.registry import STRATEGIES
 
+    if args.nevergrad:
+        from strategies.nevergrad_adapter import nevergrad_optimizers
+
+        print("\n".join(f"ng:{name}" for name in nevergrad_optimizers()))
+        return 0
     entries = STRATEGIES.entries()
     width = max(len(e.name) for e in entries)
     for e in entries:
         print(f"{e.name:<{width}}  {e.description}  [{e.source}]")
     print(f"{'ng:<Name>':<{width}}  any optimizer in nevergrad.optimizers.registry, e.g. ng:NGOpt, ng:TwoPointsDE, "
-          f"ng:DiscreteOnePlusOne, ng:PortfolioDiscreteOnePlusOne")
+          f"ng:DiscreteOnePlusOne, ng:PortfolioDiscreteOnePlusOne (all: --nevergrad)")
     return 0
 
 
