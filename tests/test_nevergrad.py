@@ -114,7 +114,7 @@ def test_cli_refuses_a_missing_package_optimizer_before_the_study_starts(tmp_pat
                                       "evaluator": "synthetic", "budget": {"trials": 5}}))
     assert main(["search", str(config), "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert err == f"error: strategy ng:{name} needs the package '{package}' (pip install {package}); " \
+    assert err == f"error: {config}: strategy ng:{name} needs the package '{package}' (pip install {package}); " \
                   f"or choose another optimizer, e.g. ng:NGOpt\n"
     assert not study.exists() and list(tmp_path.iterdir()) == [config]
 
