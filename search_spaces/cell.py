@@ -1,8 +1,10 @@
-"""The cell genotype: an immutable, canonical, hashable DAG backed by ``networkx.DiGraph``.
+"""The cell genotype: an immutable, canonical, hashable DAG backed by ``networkx.MultiDiGraph``.
 
 A cell has two input nodes, ``in0`` (output of the cell two back) and ``in1`` (the previous cell),
-and B intermediate nodes ``n0 .. n{B-1}``. Each intermediate node takes k inputs from *different*
-earlier nodes, applies one op to each input edge and sums the results. The cell's output node
+and B intermediate nodes ``n0 .. n{B-1}``. Each intermediate node takes k inputs from earlier
+nodes, applies one op to each input edge and sums the results. As in NASNet, AmoebaNet, ENAS and
+NAO, the inputs are chosen independently, so one node may feed another twice (two parallel edges,
+keyed by input slot); a space can forbid that (``allow_repeated_inputs``). The cell's output node
 ``out`` concatenates the intermediate nodes chosen by the output rule:
 
 * ``loose_ends`` (NASNet/NAO, the paper's space): the intermediate nodes no other node consumes;
@@ -91,7 +93,7 @@ def canonicalize(nodes: Sequence[NodeSpec], outputs: Iterable[int]) -> tuple[tup
 
 
 class Cell:
-    """An immutable cell genotype in canonical form, with its ``networkx.DiGraph``.
+    """An immutable cell genotype in canonical form, with its ``networkx.MultiDiGraph``.
 
     Build cells with :meth:`from_graph` or :meth:`from_mapping` (which validate), or through a
     :class:`~search_spaces.space.CellSearchSpace` (sampling, mutation, decoding).
@@ -103,7 +105,7 @@ class Cell:
         canon_nodes, canon_outputs = canonicalize(tuple(tuple(n) for n in nodes), outputs)
         self._nodes = canon_nodes
         self._outputs = canon_outputs
-        self._graph: nx.DiGraph | None = None  # built on first use (sampling does not need it)
+        self._graph: nx.MultiDiGraph | None = None  # built on first use (sampling does not need it)
         self._key = json.dumps(self.to_mapping(), sort_keys=True, separators=(",", ":"))
 
     # -- value semantics ----------------------------------------------------------------------
@@ -122,8 +124,12 @@ class Cell:
         return len(self._nodes)
 
     @property
-    def graph(self) -> nx.DiGraph:
-        """The cell as a frozen DiGraph: nodes in0, in1, n0.., out; edges carry ``op``."""
+    def graph(self) -> nx.MultiDiGraph:
+        """The cell as a frozen MultiDiGraph: nodes in0, in1, n0.., out; edges carry ``op``.
+
+        Edges into an intermediate node are keyed by input slot (0..k-1), so a node that takes
+        the same input twice has two parallel edges; edges into ``out`` have key 0 and op None.
+        """
         if self._graph is None:
             self._graph = self._build_graph()
         return self._graph
@@ -159,8 +165,8 @@ class Cell:
         return "; ".join(parts)
 
     # -- graph ----------------------------------------------------------------------------------
-    def _build_graph(self) -> nx.DiGraph:
-        g = nx.DiGraph()
+    def _build_graph(self) -> nx.MultiDiGraph:
+        g = nx.MultiDiGraph()
         for i, name in enumerate(INPUT_NAMES):
             g.add_node(name, kind="input", index=i)
         for j in range(len(self._nodes)):
@@ -168,9 +174,9 @@ class Cell:
         g.add_node(OUTPUT_NAME, kind="output", index=2 + len(self._nodes))
         for j, node in enumerate(self._nodes):
             for slot, (src, op) in enumerate(node):
-                g.add_edge(node_name(src), node_name(2 + j), op=op, slot=slot)
+                g.add_edge(node_name(src), node_name(2 + j), key=slot, op=op, slot=slot)
         for o in self._outputs:
-            g.add_edge(node_name(o), OUTPUT_NAME, op=None, slot=None)
+            g.add_edge(node_name(o), OUTPUT_NAME, key=0, op=None, slot=None)
         return nx.freeze(g)
 
     # -- serialisation --------------------------------------------------------------------------
@@ -193,6 +199,7 @@ class Cell:
         inputs_per_node: int,
         output: str = "loose_ends",
         ops: Iterable[str] | None = None,
+        allow_repeated_inputs: bool = True,
         where: str = "cell",
     ) -> Cell:
         """Parse and validate the YAML form (see :meth:`to_mapping`)."""
@@ -213,7 +220,7 @@ class Cell:
                 f"{where}.nodes: expected a mapping like 'n0: [[in0, conv_3x3], [in1, identity]]'"
                 f", got {type(nodes).__name__ if nodes is not None else 'nothing'}"
             )
-        g = nx.DiGraph()
+        g = nx.MultiDiGraph()
         g.add_nodes_from(INPUT_NAMES)
         for name, inputs in nodes.items():
             if not isinstance(name, str):
@@ -224,7 +231,6 @@ class Cell:
                     f"{where}.nodes.{name}: expected a list of [input, op] pairs, "
                     f"got {type(inputs).__name__}"
                 )
-            seen: set[str] = set()
             for pos, pair in enumerate(inputs):
                 if (
                     not isinstance(pair, list)
@@ -236,13 +242,7 @@ class Cell:
                         f"strings, got {pair!r}"
                     )
                 src, op = pair
-                if src in seen:
-                    raise InvalidArchitectureError(
-                        f"{where}.nodes.{name}: input '{src}' is listed twice; the inputs of a "
-                        f"node must come from different nodes"
-                    )
-                seen.add(src)
-                g.add_edge(src, name, op=op)
+                g.add_edge(src, name, key=pos, op=op)
         outputs = data.get("outputs")
         if outputs is not None:
             if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
@@ -254,25 +254,28 @@ class Cell:
             for o in outputs:
                 g.add_edge(o, OUTPUT_NAME)
         return cls.from_graph(
-            g, num_nodes=num_nodes, inputs_per_node=inputs_per_node, output=output, ops=ops, where=where
+            g, num_nodes=num_nodes, inputs_per_node=inputs_per_node, output=output, ops=ops,
+            allow_repeated_inputs=allow_repeated_inputs, where=where,
         )
 
     @classmethod
     def from_graph(
         cls,
-        graph: nx.DiGraph,
+        graph: nx.DiGraph | nx.MultiDiGraph,
         *,
         num_nodes: int,
         inputs_per_node: int,
         output: str = "loose_ends",
         ops: Iterable[str] | None = None,
+        allow_repeated_inputs: bool = True,
         where: str = "cell",
     ) -> Cell:
-        """Validate a DiGraph against the cell rules and return the canonical Cell.
+        """Validate a graph against the cell rules and return the canonical Cell.
 
-        The graph has nodes in0, in1, n0..n{B-1} and optionally ``out``; each edge into an
-        intermediate node carries its op in the ``op`` attribute. Edges into ``out``, when given,
-        must name exactly the nodes the output rule selects.
+        The graph (a DiGraph, or a MultiDiGraph when a node takes the same input twice) has nodes
+        in0, in1, n0..n{B-1} and optionally ``out``; each edge into an intermediate node carries
+        its op in the ``op`` attribute. Edges into ``out``, when given, must name exactly the
+        nodes the output rule selects.
         """
         nodes = validate_graph(
             graph,
@@ -280,6 +283,7 @@ class Cell:
             inputs_per_node=inputs_per_node,
             output=output,
             ops=None if ops is None else tuple(ops),
+            allow_repeated_inputs=allow_repeated_inputs,
             where=where,
         )
         return cls(nodes, outputs_for(nodes, output))
@@ -293,11 +297,12 @@ def validate_graph(
     output: str,
     ops: tuple[str, ...] | None,
     where: str,
+    allow_repeated_inputs: bool = True,
 ) -> list[NodeSpec]:
     """Check every cell rule; return each node's inputs. Raise on the first broken rule."""
     fail = InvalidArchitectureError
-    if not isinstance(graph, nx.DiGraph) or graph.is_multigraph():
-        raise fail(f"{where}: expected a networkx.DiGraph, got {type(graph).__name__}")
+    if not isinstance(graph, (nx.DiGraph, nx.MultiDiGraph)):
+        raise fail(f"{where}: expected a networkx.DiGraph or MultiDiGraph, got {type(graph).__name__}")
     if output not in OUTPUT_RULES:
         raise fail(f"{where}: unknown output rule '{output}'; use one of {', '.join(OUTPUT_RULES)}")
     for name in graph.nodes:
@@ -325,13 +330,14 @@ def validate_graph(
     except nx.NetworkXNoCycle:
         cycle = None
     if cycle:
-        path = " -> ".join([str(cycle[0][0])] + [str(v) for _, v in cycle])
+        path = " -> ".join([str(cycle[0][0])] + [str(edge[1]) for edge in cycle])
         raise fail(f"{where}: cycle {path}; a cell must be acyclic (inputs come from earlier nodes)")
     known_ops = None if ops is None else set(ops)
     nodes: list[NodeSpec] = []
     for j in range(num_nodes):
         dst = node_name(2 + j)
-        preds = [u for u in graph.predecessors(dst)]
+        in_edges = _in_edges(graph, dst)
+        preds = [u for u, _ in in_edges]
         for u in preds:
             if u == OUTPUT_NAME:
                 raise fail(f"{where}: '{dst}' takes '{OUTPUT_NAME}' as input; only in0, in1 and "
@@ -346,9 +352,15 @@ def validate_graph(
                 f"{where}: '{dst}' has {len(preds)} input(s); this space takes exactly "
                 f"{inputs_per_node} per node"
             )
+        repeated = next((u for u in preds if preds.count(u) > 1), None)
+        if repeated is not None and not allow_repeated_inputs:
+            raise fail(
+                f"{where}: input '{repeated}' is listed twice for '{dst}'; this space forbids "
+                f"repeated inputs (allow_repeated_inputs: false): use different inputs or allow them"
+            )
         spec = []
-        for u in preds:
-            op = graph.edges[u, dst].get("op")
+        for u, data in in_edges:
+            op = data.get("op")
             if not isinstance(op, str) or not op:
                 raise fail(f"{where}: edge {u} -> {dst} has no op; set its 'op' attribute")
             if known_ops is not None and op not in known_ops:
@@ -359,7 +371,11 @@ def validate_graph(
             spec.append((node_index(u, num_nodes), op))
         nodes.append(tuple(spec))  # type: ignore[arg-type]
     if OUTPUT_NAME in graph:
-        declared = set(graph.predecessors(OUTPUT_NAME))
+        listed = [u for u, _ in _in_edges(graph, OUTPUT_NAME)]
+        twice = next((u for u in listed if listed.count(u) > 1), None)
+        if twice is not None:
+            raise fail(f"{where}: outputs lists '{twice}' twice; list each output node once")
+        declared = set(listed)
         for name in sorted(declared):
             if name in INPUT_NAMES:
                 raise fail(f"{where}: outputs lists cell input '{name}'; only intermediate nodes "
@@ -379,6 +395,11 @@ def validate_graph(
                 f"'{output}' rule only unconsumed nodes are outputs (drop 'outputs' to derive them)"
             )
     return nodes
+
+
+def _in_edges(graph: nx.DiGraph | nx.MultiDiGraph, dst: str) -> list[tuple[str, dict[str, Any]]]:
+    """(source, edge data) of every edge into ``dst``, parallel edges of a MultiDiGraph included."""
+    return [(u, d) for u, _, d in graph.in_edges(dst, data=True)]
 
 
 def _expected_names(num_nodes: int) -> list[str]:

@@ -1,4 +1,4 @@
-"""Pictures of cells: the normal and reduction cell side by side, drawn from their DiGraphs."""
+"""Pictures of cells: the normal and reduction cell side by side, drawn from their graphs."""
 
 from __future__ import annotations
 
@@ -32,6 +32,18 @@ def _layout(cell: Cell) -> dict[str, tuple[float, float]]:
     return pos
 
 
+def _arc_groups(cell: Cell) -> dict[float, list[tuple[str, str, str]]]:
+    """Op edges grouped by arc radius: parallel edges (a node taking one input twice) bend apart."""
+    groups: dict[float, list[tuple[str, str, str]]] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for u, v, d in cell.graph.edges(data=True):
+        if d.get("op"):
+            rank = seen.get((u, v), 0)
+            seen[(u, v)] = rank + 1
+            groups.setdefault(0.08 + 0.35 * rank, []).append((u, v, d["op"]))
+    return groups
+
+
 def draw_cell(cell: Cell, ax, title: str = "") -> None:  # type: ignore[no-untyped-def]
     """Draw one cell on a matplotlib axis: op names on edges, outputs into 'out'."""
     g = cell.graph
@@ -39,16 +51,21 @@ def draw_cell(cell: Cell, ax, title: str = "") -> None:  # type: ignore[no-untyp
     colors = [_COLORS[g.nodes[n]["kind"]] for n in g.nodes]
     nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, node_size=900, edgecolors="#444444")
     nx.draw_networkx_labels(g, pos, ax=ax, font_size=9)
-    op_edges = [(u, v) for u, v, d in g.edges(data=True) if d.get("op")]
-    out_edges = [(u, v) for u, v, d in g.edges(data=True) if not d.get("op")]
-    nx.draw_networkx_edges(g, pos, edgelist=op_edges, ax=ax, arrows=True, arrowsize=12,
-                           node_size=900, connectionstyle="arc3,rad=0.08", edge_color="#555555")
-    nx.draw_networkx_edges(g, pos, edgelist=out_edges, ax=ax, arrows=True, arrowsize=12,
+    for rad, edges in _arc_groups(cell).items():
+        h = nx.DiGraph()
+        h.add_nodes_from(g.nodes)
+        h.add_edges_from((u, v) for u, v, _ in edges)
+        style = f"arc3,rad={rad}"
+        nx.draw_networkx_edges(h, pos, ax=ax, arrows=True, arrowsize=12, node_size=900,
+                               connectionstyle=style, edge_color="#555555")
+        nx.draw_networkx_edge_labels(h, pos, edge_labels={(u, v): op for u, v, op in edges}, ax=ax,
+                                     font_size=7, label_pos=0.55, connectionstyle=style,
+                                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+    out = nx.DiGraph()
+    out.add_nodes_from(g.nodes)
+    out.add_edges_from((u, v) for u, v, d in g.edges(data=True) if not d.get("op"))
+    nx.draw_networkx_edges(out, pos, ax=ax, arrows=True, arrowsize=12,
                            node_size=900, style="dashed", edge_color="#2ca25f")
-    labels = {(u, v): d["op"] for u, v, d in g.edges(data=True) if d.get("op")}
-    nx.draw_networkx_edge_labels(g, pos, edge_labels=labels, ax=ax, font_size=7, label_pos=0.55,
-                                 connectionstyle="arc3,rad=0.08",
-                                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
     ax.set_title(title)
     ax.axis("off")
 

@@ -159,6 +159,7 @@ def _register_builtins() -> None:
         "conv_1x7_7x1": ("ReLU-conv 1x7-conv 7x1-BN", lambda ci, co, s: FactorizedConv(ci, co, 7, s)),
         "sep_conv_3x3": ("Two depthwise-separable 3x3 convs", lambda ci, co, s: SepConv(ci, co, 3, s)),
         "sep_conv_5x5": ("Two depthwise-separable 5x5 convs", lambda ci, co, s: SepConv(ci, co, 5, s)),
+        "sep_conv_7x7": ("Two depthwise-separable 7x7 convs (NASNet, AmoebaNet)", lambda ci, co, s: SepConv(ci, co, 7, s)),
         "dil_conv_3x3": ("Dilated (2) depthwise-separable 3x3 conv", lambda ci, co, s: DilConv(ci, co, 3, s, 2)),
         "dil_conv_5x5": ("Dilated (2) depthwise-separable 5x5 conv", lambda ci, co, s: DilConv(ci, co, 5, s, 2)),
     }
@@ -189,3 +190,10 @@ PAPER_OPS: tuple[str, ...] = (
     "avg_pool_3x3",
     "avg_pool_5x5",
 )
+
+#: DARTS-style op names (quark0/darts ``genotypes.py``) that are spelt differently here; every
+#: other DARTS name (sep_conv_*, dil_conv_*, max_pool_3x3, avg_pool_3x3) is the same op here.
+DARTS_OP_NAMES: dict[str, str] = {
+    "skip_connect": "identity",
+    "conv_7x1_1x7": "conv_1x7_7x1",  # DARTS' op is a 1x7 then a 7x1 convolution, as ours
+}

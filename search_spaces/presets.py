@@ -1,7 +1,8 @@
 """Named search spaces, registered in ``SEARCH_SPACES`` (third parties add theirs the same way).
 
 A registered space is a factory taking keyword overrides (``num_nodes``, ``inputs_per_node``,
-``output``, ``ops``) and returning a :class:`~search_spaces.space.CellSearchSpace`.
+``output``, ``ops``, ``allow_repeated_inputs``) and returning a
+:class:`~search_spaces.space.CellSearchSpace`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def _space(name: str, defaults: dict[str, Any], overrides: dict[str, Any]) -> Ce
 
 @SEARCH_SPACES.register("gtn-nas")
 def gtn_nas(**overrides: Any) -> CellSearchSpace:
-    """The GTN-NAS paper's NASNet-style space: 11 ops, B=5, loose-end outputs."""
+    """The GTN-NAS paper's NASNet-style space: 11 ops, B=5, loose-end outputs, inputs chosen
+    independently (a node may take the same input twice)."""
     return _space("gtn-nas", {"ops": PAPER_OPS, "num_nodes": 5, "output": "loose_ends"}, overrides)
 
 
@@ -46,8 +48,10 @@ def gtn_nas_extended(**overrides: Any) -> CellSearchSpace:
 
 @SEARCH_SPACES.register("darts")
 def darts(**overrides: Any) -> CellSearchSpace:
-    """DARTS-like space: 7 ops (separable/dilated convs, pools, skip), B=4, all nodes output."""
-    return _space("darts", {"ops": DARTS_OPS, "num_nodes": 4, "output": "all"}, overrides)
+    """DARTS-like space: 7 ops (separable/dilated convs, pools, skip), B=4, all nodes output,
+    two distinct inputs per node (DARTS keeps the two strongest edges from different nodes)."""
+    defaults = {"ops": DARTS_OPS, "num_nodes": 4, "output": "all", "allow_repeated_inputs": False}
+    return _space("darts", defaults, overrides)
 
 
 def get_space(name: str, where: str = "search_space", **overrides: Any) -> CellSearchSpace:

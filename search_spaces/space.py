@@ -1,7 +1,8 @@
 """The cell search space: which cells exist, and how to sample, mutate, encode and count them.
 
 A :class:`CellSearchSpace` is plain configuration (op names, number of intermediate nodes B,
-inputs per node k, output rule) plus the operations every strategy needs:
+inputs per node k, output rule, whether a node may take the same input twice) plus the operations
+every strategy needs:
 
 * :meth:`sample` - a uniformly random architecture from a seeded ``numpy`` generator;
 * :meth:`mutate` - the mutations of regularized evolution (op, input rewiring, identity), which
@@ -36,13 +37,19 @@ MUTATIONS: tuple[str, ...] = ("op", "input", "identity")
 
 
 class CellSearchSpace(StrictModel):
-    """A NASNet/NAO-style cell space: B nodes with k inputs each, an op on every input edge."""
+    """A NASNet/NAO-style cell space: B nodes with k inputs each, an op on every input edge.
+
+    ``allow_repeated_inputs`` (default true, as in NASNet, AmoebaNet, ENAS, NAO and GTN-NAS) lets
+    a node take the same earlier node as two of its inputs; false restricts the space to distinct
+    inputs (as DARTS derives its cells).
+    """
 
     name: str = "custom"
     ops: tuple[str, ...] = Field(min_length=1)
     num_nodes: int = Field(default=5, ge=1, le=16)
     inputs_per_node: int = Field(default=2, ge=1, le=2)
     output: Literal["loose_ends", "all"] = "loose_ends"
+    allow_repeated_inputs: bool = True
 
     @field_validator("ops")
     @classmethod
@@ -70,23 +77,29 @@ class CellSearchSpace(StrictModel):
         return parse_model(cls, data, where)
 
     def to_mapping(self) -> dict[str, Any]:
-        """Plain-data form for YAML (the full definition, not only the preset name)."""
-        return {
+        """Plain-data form for YAML (the full definition, not only the preset name).
+
+        ``allow_repeated_inputs`` is written only when false, so files and study keys written
+        before the option existed (when it did not apply) read and re-write unchanged.
+        """
+        data: dict[str, Any] = {
             "name": self.name,
             "ops": list(self.ops),
             "num_nodes": self.num_nodes,
             "inputs_per_node": self.inputs_per_node,
             "output": self.output,
         }
+        if not self.allow_repeated_inputs:
+            data["allow_repeated_inputs"] = False
+        return data
 
     # -- structure ------------------------------------------------------------------------------
     @cached_property
     def _combos(self) -> tuple[tuple[tuple[int, ...], ...], ...]:
-        """For node j: every sorted choice of k distinct inputs among its 2+j predecessors."""
-        return tuple(
-            tuple(itertools.combinations(range(2 + j), self.inputs_per_node))
-            for j in range(self.num_nodes)
-        )
+        """For node j: every sorted choice of k inputs among its 2+j predecessors (distinct
+        unless repeats are allowed)."""
+        choose = itertools.combinations_with_replacement if self.allow_repeated_inputs else itertools.combinations
+        return tuple(tuple(choose(range(2 + j), self.inputs_per_node)) for j in range(self.num_nodes))
 
     @cached_property
     def _combo_index(self) -> tuple[dict[tuple[int, ...], int], ...]:
@@ -97,9 +110,9 @@ class CellSearchSpace(StrictModel):
         return {op: i for i, op in enumerate(self.ops)}
 
     def cell_size(self) -> int:
-        """Number of distinct cell genotypes (before canonical de-duplication)."""
+        """Number of cell genotypes (choice vectors, before canonical de-duplication)."""
         k, n_ops = self.inputs_per_node, len(self.ops)
-        return math.prod(math.comb(2 + j, k) * n_ops**k for j in range(self.num_nodes))
+        return math.prod(len(combos) * n_ops**k for combos in self._combos)
 
     def size(self) -> int:
         """Number of architecture genotypes: (cells)^2 for a normal and a reduction cell."""
@@ -119,17 +132,19 @@ class CellSearchSpace(StrictModel):
             inputs_per_node=self.inputs_per_node,
             output=self.output,
             ops=self.ops,
+            allow_repeated_inputs=self.allow_repeated_inputs,
             where=where,
         )
 
     def cell_from_graph(self, graph: Any, where: str = "cell") -> Cell:
-        """Validate a ``networkx.DiGraph`` against this space and return the canonical Cell."""
+        """Validate a ``networkx`` (Multi)DiGraph against this space and return the canonical Cell."""
         return Cell.from_graph(
             graph,
             num_nodes=self.num_nodes,
             inputs_per_node=self.inputs_per_node,
             output=self.output,
             ops=self.ops,
+            allow_repeated_inputs=self.allow_repeated_inputs,
             where=where,
         )
 
@@ -186,8 +201,8 @@ class CellSearchSpace(StrictModel):
         """Apply one mutation and return the (always valid) child.
 
         ``kind`` is ``"op"`` (change the op of one edge to a different op), ``"input"`` (rewire
-        one input of one node to a different earlier node: the 'hidden state' mutation of
-        Real et al.), or ``"identity"`` (no change). With ``kind=None`` it is drawn using
+        one input of one node to a different earlier node, which may be its other input when
+        repeats are allowed: the 'hidden state' mutation of Real et al.), or ``"identity"``. With ``kind=None`` it is drawn using
         ``weights`` (default: op and input with equal probability). A mutation that is impossible
         in this space (op with one op, input where no node has a free alternative) falls back to
         the other one.
@@ -204,7 +219,7 @@ class CellSearchSpace(StrictModel):
         if kind == "identity":
             return arch
         can_op = len(self.ops) > 1
-        can_input = any(2 + j > self.inputs_per_node for j in range(self.num_nodes))
+        can_input = any(self._rewirable(j) for j in range(self.num_nodes))
         if kind == "op" and not can_op:
             kind = "input"
         if kind == "input" and not can_input:
@@ -221,14 +236,18 @@ class CellSearchSpace(StrictModel):
             choices = [o for o in self.ops if o != op]
             nodes[j][slot] = (src, choices[int(rng.integers(len(choices)))])
         else:
-            movable = [j for j in range(self.num_nodes) if 2 + j > self.inputs_per_node]
+            movable = [j for j in range(self.num_nodes) if self._rewirable(j)]
             j = movable[int(rng.integers(len(movable)))]
             slot = int(rng.integers(self.inputs_per_node))
-            used = {s for s, _ in nodes[j]}
-            free = [s for s in range(2 + j) if s not in used]
             src, op = nodes[j][slot]
+            taken = {src} if self.allow_repeated_inputs else {s for s, _ in nodes[j]}
+            free = [s for s in range(2 + j) if s not in taken]
             nodes[j][slot] = (free[int(rng.integers(len(free)))], op)
         return arch.replace(cell_kind, self.make_cell([tuple(n) for n in nodes]))
+
+    def _rewirable(self, j: int) -> bool:
+        """Whether node j has another earlier node to move one of its inputs to."""
+        return 2 + j > (1 if self.allow_repeated_inputs else self.inputs_per_node)
 
     # -- categorical vector encoding ---------------------------------------------------------------
     def cardinalities(self) -> list[int]:

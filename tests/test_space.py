@@ -96,9 +96,11 @@ def test_single_op_space_falls_back_to_input_mutation():
     assert child != parent
 
 
+@pytest.mark.parametrize("repeats", [True, False])
 @pytest.mark.parametrize("k, num_nodes", [(1, 2), (2, 2), (2, 3)])
-def test_size_matches_brute_force_enumeration(k, num_nodes):
-    space = CellSearchSpace(name="t", ops=("conv_3x3", "identity"), num_nodes=num_nodes, inputs_per_node=k)
+def test_size_matches_brute_force_enumeration(k, num_nodes, repeats):
+    space = CellSearchSpace(name="t", ops=("conv_3x3", "identity"), num_nodes=num_nodes, inputs_per_node=k,
+                            allow_repeated_inputs=repeats)
     per_cell = space.cardinalities()[: len(space.cardinalities()) // 2]
     vectors = list(itertools.product(*[range(c) for c in per_cell]))
     assert len(vectors) == space.cell_size()
@@ -113,8 +115,11 @@ def test_size_matches_brute_force_enumeration(k, num_nodes):
 def test_space_size_of_the_paper_space():
     space = get_space("gtn-nas")
     ops = 11
-    per_cell = 1 * 3 * 6 * 10 * 15 * ops ** 10  # C(2,2) C(3,2) C(4,2) C(5,2) C(6,2) input choices
+    # node j picks 2 of its 2+j predecessors independently (unordered, repeats allowed): C(3+j, 2)
+    per_cell = 3 * 6 * 10 * 15 * 21 * ops ** 10
     assert space.cell_size() == per_cell and space.size() == per_cell ** 2
+    distinct = get_space("gtn-nas", allow_repeated_inputs=False)
+    assert distinct.cell_size() == 1 * 3 * 6 * 10 * 15 * ops ** 10  # C(2+j, 2)
 
 
 def test_space_config_errors():
