@@ -1,4 +1,4 @@
-"""``gtn-search space``: sample, validate, draw and size up cells and architectures."""
+"""``gtn-search space``: sample, validate, draw and size up cells; the zoo of published cells."""
 
 from __future__ import annotations
 
@@ -46,6 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--samples", type=int, default=8, help="random architectures to measure (default 8)")
     i.add_argument("--seed", type=int, default=0)
     i.set_defaults(func=cmd_info)
+
+    z = space_sub.add_parser("zoo", help="list the published cells shipped with gtn-search, or write one out")
+    z.add_argument("name", nargs="?", help="a zoo cell (e.g. darts-v2); leave out to list them all")
+    z.add_argument("--out", help="write the cell as an architecture YAML file (for 'gtn-search train')")
+    z.set_defaults(func=cmd_zoo)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -136,4 +141,28 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{len(costs)} sampled architectures (seed {args.seed}):")
     print(f"  parameters      min {min(params):,}  median {int(statistics.median(params)):,}  max {max(params):,}")
     print(f"  MFLOPs/image    min {min(flops):.2f}  median {statistics.median(flops):.2f}  max {max(flops):.2f}")
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from search_spaces.yaml_format import dump_architecture, save_architecture
+    from search_spaces.zoo import load_zoo_cell, zoo_names
+
+    if args.name is None:
+        if args.out:
+            raise ConfigError("--out needs a zoo cell name, e.g. 'gtn-search space zoo darts-v2 --out darts-v2.yaml'")
+        for name in zoo_names():
+            record = load_zoo_cell(name)
+            ops = sorted({op for kind in ("normal", "reduce") for op in record.architecture.cell(kind).ops_used})
+            print(f"{name:12s} {record.metadata.get('title', name)}")
+            print(f"{'':12s} source: {record.metadata.get('source', 'unknown')}")
+            print(f"{'':12s} ops: {', '.join(ops)}")
+        return 0
+    record = load_zoo_cell(args.name)
+    if args.out is None:
+        print(dump_architecture(record), end="")
+        return 0
+    out = save_architecture(args.out, record)
+    print(f"wrote {out}: {record.metadata.get('title', args.name)} ({record.architecture.short_hash}), "
+          f"from {record.metadata.get('source', 'unknown')}")
     return 0
