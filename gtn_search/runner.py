@@ -5,7 +5,9 @@ evaluator.evaluate(architecture, blueprint, seed) -> the result is committed to 
 strategy.tell(). Each trial's seed is derived from the study seed and the trial number, so a trial
 gives the same score whoever runs it. Running the same command again resumes the study: the
 strategy is restored from its last snapshot, later events are replayed from the trial rows, and
-trials that were in flight when the previous run died are evaluated again.
+trials that were in flight when the previous run died are evaluated again. A study searches the
+space it was created with: its definition is stored in the study, and a study created before
+spaces had ``allow_repeated_inputs`` resumes with repeated inputs forbidden, as it was searched.
 """
 
 from __future__ import annotations
@@ -76,13 +78,17 @@ class SearchRunner:
         self.blueprint = resolve_blueprint(config.blueprint)
         self.evaluator = make_evaluator(config.evaluator.name, config.evaluator.options, config.data_root,
                                         config.device, config.base_dir)
+        self.strategy: Strategy = self._make_strategy()
+        if config.workers > 1 and not self.strategy.supports_parallel:
+            raise ConfigError(f"strategy '{config.strategy.name}' cannot run in parallel; set workers: 1")
+
+    def _make_strategy(self) -> Strategy:
+        config = self.config
         options = dict(config.strategy.options)
         if config.strategy.name.startswith("ng:") or config.strategy.name == "nevergrad":
             options.setdefault("budget", config.budget.trials)
             options.setdefault("num_workers", config.workers)
-        self.strategy: Strategy = make_strategy(config.strategy.name, self.space, config.seed, **options)
-        if config.workers > 1 and not self.strategy.supports_parallel:
-            raise ConfigError(f"strategy '{config.strategy.name}' cannot run in parallel; set workers: 1")
+        return make_strategy(config.strategy.name, self.space, config.seed, **options)
 
     # -- study bookkeeping --------------------------------------------------------------------------
     def _open_study(self) -> tuple[Study, bool]:
@@ -90,6 +96,7 @@ class SearchRunner:
         identity = json.dumps(self.config.identity(), sort_keys=True)
         stored = study.get_meta("identity")
         if stored is None:
+            study.set_meta("space", json.dumps(self.space.to_mapping(), sort_keys=True))
             study.set_meta("identity", identity)
             study.set_meta("config", json.dumps(self.config.model_dump(mode="json"), sort_keys=True))
             study.set_meta("elapsed", "0")
@@ -102,7 +109,24 @@ class SearchRunner:
                 f"study {self.config.study} was created with a different '{field}' ({json.dumps(old.get(field))}); "
                 f"resume with the same settings or choose a new 'study' path"
             )
+        try:
+            self._use_study_space(study)
+        except Exception:
+            study.close()
+            raise
         return study, True
+
+    def _use_study_space(self, study: Study) -> None:
+        """Search the space the study was created with (the strategy is rebuilt if it differs)."""
+        stored = study.get_meta("space")
+        if stored is None:  # created before allow_repeated_inputs existed: repeats were never proposed
+            data: Any = {**self.space.to_mapping(), "allow_repeated_inputs": False}
+        else:
+            data = json.loads(stored)
+        space = CellSearchSpace.from_mapping(data, where=f"study {self.config.study}: space")
+        if space != self.space:
+            self.space = space
+            self.strategy = self._make_strategy()
 
     def _restore(self, study: Study) -> list[TrialRecord]:
         """Bring the strategy to the study's last event; return the trials to run again."""
