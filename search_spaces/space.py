@@ -4,7 +4,8 @@ A :class:`CellSearchSpace` is plain configuration (op names, number of intermedi
 inputs per node k, output rule, whether a node may take the same input twice) plus the operations
 every strategy needs:
 
-* :meth:`sample` - a uniformly random architecture from a seeded ``numpy`` generator;
+* :meth:`sample` - a random architecture from a seeded ``numpy`` generator (uniform ops; inputs
+  drawn independently like the paper's controller, or a uniform set of distinct inputs);
 * :meth:`mutate` - the mutations of regularized evolution (op, input rewiring, identity), which
   always return a valid architecture;
 * :meth:`encode` / :meth:`decode` - a flat vector of categorical choices (one entry per choice,
@@ -174,7 +175,14 @@ class CellSearchSpace(StrictModel):
 
     # -- sampling and mutation -------------------------------------------------------------------
     def sample_cell(self, rng: np.random.Generator) -> Cell:
-        """A uniformly random cell genotype (two vectorised draws: input combos, then ops)."""
+        """A random cell genotype: every node draws its ops uniformly, and its inputs as the
+        paper's space does: each input independently among the earlier nodes when repeats are
+        allowed (NASNet, ENAS, NAO), else a uniform set of k distinct inputs."""
+        if self.allow_repeated_inputs:
+            sources = rng.integers(0, self._input_choices).tolist()
+            op_idx = rng.integers(0, len(self.ops), size=(self.num_nodes, self.inputs_per_node)).tolist()
+            nodes = [tuple((src, self.ops[o]) for src, o in zip(sources[j], op_idx[j])) for j in range(self.num_nodes)]
+            return self.make_cell(nodes)
         combo_idx = rng.integers(0, self._combo_counts)
         op_idx = rng.integers(0, len(self.ops), size=(self.num_nodes, self.inputs_per_node)).tolist()
         nodes = [
@@ -184,11 +192,16 @@ class CellSearchSpace(StrictModel):
         return self.make_cell(nodes)
 
     @cached_property
+    def _input_choices(self) -> np.ndarray:
+        """How many earlier nodes each input of each node can come from: 2+j for node j."""
+        return np.repeat(np.arange(2, 2 + self.num_nodes)[:, None], self.inputs_per_node, axis=1)
+
+    @cached_property
     def _combo_counts(self) -> np.ndarray:
         return np.array([len(c) for c in self._combos])
 
     def sample(self, rng: np.random.Generator) -> Architecture:
-        """A uniformly random architecture (normal cell, then reduction cell)."""
+        """A random architecture: a normal cell, then a reduction cell (see :meth:`sample_cell`)."""
         return Architecture(self.sample_cell(rng), self.sample_cell(rng))
 
     def mutate(

@@ -171,3 +171,88 @@ def test_architecture_value_object():
     assert arch.short_hash == arch.hash[:12]
     with pytest.raises(InvalidArchitectureError, match="'reduce' cell is missing"):
         space.architecture_from_mapping({"normal": GOLDEN["normal"]})
+
+
+# -- repeated inputs (issue 12, part 2) ---------------------------------------------------------
+def test_a_node_may_take_the_same_input_twice():
+    nodes = {"n0": [["in0", "max_pool_3x3"], ["in0", "max_pool_3x3"]],  # NASNet-A: one pool on in0, twice
+             "n1": [["n0", "identity"], ["n0", "conv_3x3"]],
+             "n2": [["in1", "conv_3x3"], ["n1", "identity"]]}
+    c = cell(nodes)
+    assert c.nodes[0] == ((0, "max_pool_3x3"), (0, "max_pool_3x3"))
+    g = c.graph
+    assert isinstance(g, nx.MultiDiGraph) and nx.is_frozen(g)
+    assert g.number_of_edges("in0", "n0") == 2 and g.number_of_edges("n0", "n1") == 2
+    assert sorted(d["op"] for d in g.get_edge_data("n0", "n1").values()) == ["conv_3x3", "identity"]
+    assert Cell.from_graph(g, **RULES) == c  # the graph round-trips, parallel edges included
+    # the same cell with the repeated node's inputs listed the other way round: one cell, one hash
+    swapped = cell({**nodes, "n1": [["n0", "conv_3x3"], ["n0", "identity"]]})
+    assert swapped == c and swapped.key == c.key
+    assert cell({**nodes, "n1": [["n0", "identity"], ["in0", "conv_3x3"]]}) != c
+    assert "n0 = max_pool_3x3(in0) + max_pool_3x3(in0)" in c.describe()
+
+
+def test_repeated_inputs_in_a_hand_built_multidigraph():
+    g = nx.MultiDiGraph()
+    g.add_edge("in1", "n0", op="conv_3x3")
+    g.add_edge("in1", "n0", op="identity")
+    c = Cell.from_graph(g, num_nodes=1, inputs_per_node=2, ops=("conv_3x3", "identity"))
+    assert c.nodes == (((1, "conv_3x3"), (1, "identity")),)
+
+
+def test_forbidding_repeated_inputs_refuses_with_one_line():
+    nodes = {"n0": [["in0", "conv_3x3"], ["in0", "identity"]], "n1": [["in0", "identity"], ["n0", "identity"]],
+             "n2": [["in1", "conv_3x3"], ["in0", "identity"]]}
+    with pytest.raises(InvalidArchitectureError) as info:
+        cell(nodes, allow_repeated_inputs=False, where="x.yaml: architecture.normal")
+    message = str(info.value)
+    assert message.startswith("x.yaml: architecture.normal: input 'in0' is listed twice for 'n0'")
+    assert "allow_repeated_inputs" in message and "\n" not in message
+    with pytest.raises(InvalidArchitectureError, match="listed twice"):
+        get_space("darts").cell_from_mapping({"nodes": {"n0": [["in0", "identity"], ["in0", "identity"]],
+                                                        "n1": [["in0", "identity"], ["n0", "identity"]],
+                                                        "n2": [["in0", "identity"], ["n0", "identity"]],
+                                                        "n3": [["in0", "identity"], ["n0", "identity"]]}})
+
+
+#: Hashes computed by gtn-search 913e3a1, before cells could repeat inputs: the hash of every cell
+#: without repeated inputs must never change (studies and exported files key trials by it), and
+#: the spaces that forbid repeats must sample exactly as before.
+PINNED_SAMPLES = {
+    "darts": ["f4e2c4a90588e2256ee188ff63e3c2f3b42a3e65206b63677ccf0a3f0731028e",
+              "0bd9f053dcffbf292d9942ae7c3c278a718a2340d469fed8136319da3b0d8dfe"],
+    "gtn-nas": ["71762263e6b5c289e534c19b630b189b7800c3594501e1cce300d97730884a41",
+                "9aeb599f16dae196aa54edfe10850614f1e72f083b322ca4a03499dcd989212c"],
+}
+OLD_STUDIES = sorted((REPO / "benchmarks" / "results" / "compare_fashion" / "searches").glob("*.db"))
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_SAMPLES))
+def test_hashes_and_distinct_input_sampling_are_unchanged(name):
+    import numpy as np
+
+    space = get_space(name, allow_repeated_inputs=False)
+    assert [space.sample(np.random.default_rng(s)).hash for s in range(2)] == PINNED_SAMPLES[name]
+
+
+def test_study_databases_written_before_repeated_inputs_load_with_their_hashes(tmp_path):
+    """Every trial of the shipped benchmark studies parses and hashes to the hash stored with it."""
+    import json
+    import shutil
+
+    from gtn_search.storage import Study
+
+    assert len(OLD_STUDIES) >= 12
+    checked = 0
+    for path in OLD_STUDIES:
+        copy = tmp_path / path.name
+        shutil.copy(path, copy)
+        study = Study(str(copy), create=False)
+        try:
+            space = get_space(json.loads(study.get_meta("identity"))["space"])
+            for t in study.trials():
+                assert space.architecture_from_mapping(t.genotype).hash == t.hash
+                checked += 1
+        finally:
+            study.close()
+    assert checked >= 100

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from gtn_search.errors import ConfigError, UnknownNameError
+from gtn_search.errors import ConfigError, InvalidArchitectureError, UnknownNameError
 from search_spaces.presets import get_space
 from search_spaces.space import CellSearchSpace
 
@@ -134,3 +134,52 @@ def test_space_config_errors():
     custom = CellSearchSpace.from_mapping({"name": "gtn-nas", "num_nodes": 3})
     assert custom.num_nodes == 3 and len(custom.ops) == 11
     assert CellSearchSpace.from_mapping(custom.to_mapping()) == custom
+
+
+def _repeats(arch) -> int:
+    return sum(node[0][0] == node[1][0] for cell in (arch.normal, arch.reduce) for node in cell.nodes)
+
+
+def test_the_paper_space_samples_repeated_inputs_and_darts_does_not():
+    rng = np.random.default_rng(0)
+    paper = [get_space("gtn-nas").sample(rng) for _ in range(50)]
+    assert sum(_repeats(a) > 0 for a in paper) >= 40  # P(no repeat in either cell) = (1/6)^2
+    # each input is drawn independently, as the paper's controller does: node j repeats with
+    # probability 1/(2+j), 1.45 repeats per cell (a uniform choice of input pair would give 2.19)
+    cells = [get_space("gtn-nas").sample_cell(rng) for _ in range(2000)]
+    mean = sum(node[0][0] == node[1][0] for c in cells for node in c.nodes) / len(cells)
+    assert abs(mean - (1 / 2 + 1 / 3 + 1 / 4 + 1 / 5 + 1 / 6)) < 0.08
+    assert not any(_repeats(get_space("darts").sample(rng)) for _ in range(50))
+    assert not any(_repeats(get_space("gtn-nas", allow_repeated_inputs=False).sample(rng)) for _ in range(50))
+
+
+def test_repeated_input_cells_encode_decode_and_mutate():
+    space = get_space("gtn-nas")
+    arch = space.architecture_from_mapping({
+        kind: {"nodes": {"n0": [["in0", "avg_pool_3x3"], ["in0", "avg_pool_3x3"]],
+                         "n1": [["in1", "identity"], ["in1", "conv_3x3"]],
+                         "n2": [["n0", "conv_1x1"], ["n1", "conv_1x1"]],
+                         "n3": [["n2", "max_pool_3x3"], ["n2", "identity"]],
+                         "n4": [["in0", "conv_3x3"], ["n3", "identity"]]}} for kind in ("normal", "reduce")})
+    vec = space.encode(arch)
+    assert space.decode(vec) == arch
+    rng = np.random.default_rng(3)
+    children = [space.mutate(arch, rng, "input") for _ in range(200)]
+    for child in children:
+        space.validate_architecture(child)
+    assert min(_repeats(c) for c in children) < _repeats(arch)  # rewiring can undo a repeat ...
+    parent = space.sample(np.random.default_rng(1))
+    assert max(_repeats(space.mutate(parent, rng, "input")) for _ in range(200)) > _repeats(parent)  # ... or make one
+    distinct = get_space("gtn-nas", allow_repeated_inputs=False)
+    with pytest.raises(InvalidArchitectureError, match="does not belong to search space 'gtn-nas'"):
+        distinct.encode(arch)
+    with pytest.raises(InvalidArchitectureError, match="listed twice"):
+        distinct.validate_architecture(arch)
+
+
+def test_allow_repeated_inputs_round_trips_and_is_written_only_when_false():
+    assert "allow_repeated_inputs" not in get_space("gtn-nas").to_mapping()
+    darts = get_space("darts")
+    assert darts.to_mapping()["allow_repeated_inputs"] is False
+    assert CellSearchSpace.from_mapping(darts.to_mapping()) == darts
+    assert CellSearchSpace.from_mapping({"name": "darts", "allow_repeated_inputs": True}).allow_repeated_inputs
