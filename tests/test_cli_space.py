@@ -27,7 +27,8 @@ def test_sample_validate_draw_info(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     assert main(["space", "info", "--samples", "2", "--blueprint", "mnist-search"]) == 0
     text = capsys.readouterr().out
-    assert "architectures (normal x reduce): 4.904e+27" in text and "MFLOPs/image" in text
+    # the paper's space: inputs chosen independently, so C(3+j, 2) input pairs for node j
+    assert "architectures (normal x reduce): 2.163e+30" in text and "MFLOPs/image" in text
 
 
 @pytest.mark.parametrize("path", MALFORMED, ids=[p.stem for p in MALFORMED])
@@ -67,3 +68,32 @@ def test_plugins_lists_builtins(capsys):
     text = capsys.readouterr().out
     for name in ("sep_conv_3x3", "max_pool_2x2", "gtn-nas", "darts"):
         assert name in text
+
+
+def test_zoo_lists_writes_and_draws_published_cells(tmp_path, capsys):
+    from search_spaces.zoo import load_zoo_cell, zoo_names
+
+    assert main(["space", "zoo"]) == 0
+    listing = capsys.readouterr().out
+    for name in zoo_names():
+        assert name in listing and load_zoo_cell(name).metadata["source"] in listing
+    assert "ops: avg_pool_3x3, conv_1x7_7x1, identity" in listing  # AmoebaNet-A
+    out = tmp_path / "baselines" / "nasnet-a.yaml"
+    assert main(["space", "zoo", "nasnet-a", "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert load_architectures(out)[0] == load_zoo_cell("nasnet-a")
+    assert main(["space", "validate", str(out)]) == 0
+    png = tmp_path / "nasnet.png"  # NASNet-A takes in0 twice: parallel edges are drawn apart
+    assert main(["space", "draw", str(out), "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    capsys.readouterr()
+    assert main(["space", "zoo", "darts-v2"]) == 0  # no --out: the YAML on stdout
+    assert "format: gtn-search/architecture" in capsys.readouterr().out
+
+
+def test_zoo_errors_are_one_line(capsys):
+    assert main(["space", "zoo", "dartsv2"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown zoo cell 'dartsv2' (did you mean 'darts-v2'?)" in err
+    assert main(["space", "zoo", "--out", "x.yaml"]) == 1
+    assert "--out needs a zoo cell name" in capsys.readouterr().err

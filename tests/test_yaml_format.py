@@ -113,3 +113,34 @@ def test_collection_needs_shared_space(tmp_path):
         dump_architectures([ArchitectureRecord(a.sample(rng), a), ArchitectureRecord(a.sample(rng), b)])
     with pytest.raises(ConfigError, match="holds 2 architectures"):
         load_architecture(save_architectures(tmp_path / "two.yaml", [ArchitectureRecord(a.sample(rng), a)] * 2))
+
+
+def test_repeated_inputs_round_trip_exactly(tmp_path):
+    space = get_space("gtn-nas")
+    arch = space.architecture_from_mapping({
+        kind: {"nodes": {"n0": [["in0", "avg_pool_3x3"], ["in0", "avg_pool_3x3"]],
+                         "n1": [["in1", "conv_3x3"], ["in0", "identity"]],
+                         "n2": [["n0", "identity"], ["n0", "conv_1x1"]],
+                         "n3": [["in1", "identity"], ["in1", "conv_1x7_7x1"]],
+                         "n4": [["n1", "max_pool_3x3"], ["n2", "identity"]]}} for kind in ("normal", "reduce")})
+    record = ArchitectureRecord(arch, space, blueprint_preset("mnist-tiny"), {"note": "repeats"})
+    path = save_architecture(tmp_path / "rep.yaml", record)
+    assert "n0: [[in0, avg_pool_3x3], [in0, avg_pool_3x3]]" in path.read_text()
+    loaded = load_architecture(path)
+    assert loaded == record and loaded.architecture.hash == arch.hash
+    assert dump_architecture(loaded) == path.read_text()
+
+
+OLD_FILES = sorted((Path(__file__).parent / "data" / "pre_repeated_inputs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", OLD_FILES, ids=[p.stem for p in OLD_FILES])
+def test_files_written_before_repeated_inputs_load_unchanged(path):
+    """Collections written by gtn-search 913e3a1 (``space sample``) load with the hashes they
+    recorded and are written back byte for byte (no allow_repeated_inputs line is added)."""
+    import yaml
+
+    records = load_architectures(path)
+    recorded = [entry["hash"] for entry in yaml.safe_load(path.read_text())["architectures"]]
+    assert [r.architecture.hash for r in records] == recorded
+    assert dump_architectures(records) == path.read_text()
