@@ -41,13 +41,20 @@ class DropPath(nn.Module):
 
 
 class CellModule(nn.Module):
-    """One cell instantiated at a given width: preprocessing, one op per edge, concatenation."""
+    """One cell instantiated at a given width: preprocessing, one op per edge, concatenation.
+
+    A cell input no node reads (possible when a node may take the same input twice) gets no
+    preprocessing layer; cells that read every input build exactly as before.
+    """
 
     def __init__(self, cell: Cell, c_prev_prev: int, c_prev: int, c: int, reduction: bool, reduction_prev: bool) -> None:
         super().__init__()
         self.reduction = reduction
-        self.pre0 = FactorizedReduce(c_prev_prev, c) if reduction_prev else ReLUConvBN(c_prev_prev, c, 1, 1, 0)
-        self.pre1 = ReLUConvBN(c_prev, c, 1, 1, 0)
+        used = {src for node in cell.nodes for src, _ in node}
+        self.pre0: nn.Module | None = None
+        if 0 in used:
+            self.pre0 = FactorizedReduce(c_prev_prev, c) if reduction_prev else ReLUConvBN(c_prev_prev, c, 1, 1, 0)
+        self.pre1: nn.Module | None = ReLUConvBN(c_prev, c, 1, 1, 0) if 1 in used else None
         self.edges = nn.ModuleList()
         self.drops = nn.ModuleList()
         self.plan: list[list[int]] = []
@@ -63,7 +70,7 @@ class CellModule(nn.Module):
         self.out_channels = c * len(self.outputs)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
-        states = [self.pre0(s0), self.pre1(s1)]
+        states = [None if self.pre0 is None else self.pre0(s0), None if self.pre1 is None else self.pre1(s1)]
         edge = 0
         for sources in self.plan:
             total = None

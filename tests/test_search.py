@@ -30,7 +30,7 @@ from search_spaces.yaml_format import load_architecture
 REPO = Path(__file__).resolve().parents[1]
 TINY_BP = {"input_shape": [1, 28, 28], "channels": 2, "stages": 1, "cells_per_stage": 1, "stem_multiplier": 2}
 #: a space of 16 architectures, so that searches propose duplicates
-SMALL_SPACE = {"name": "small", "ops": ["identity", "conv_1x1"], "num_nodes": 1}
+SMALL_SPACE = {"name": "small", "ops": ["identity", "conv_1x1"], "num_nodes": 1, "allow_repeated_inputs": False}
 
 
 def config(tmp_path: Path, teaching: Path, mnist_root: Path, **overrides) -> SearchConfig:
@@ -129,7 +129,7 @@ def test_resume_continues_without_re_evaluating(tmp_path, tiny_teaching_set, mni
     first = run_search(cfg, progress=False)
     extended = cfg.model_copy(update={"budget": cfg.budget.model_copy(update={"trials": 8})})
     second = run_search(extended, progress=False)
-    assert first.evaluated == 4 and second.evaluated == 8 and second.resumed
+    assert first.evaluated == 4 and second.evaluated + second.cached == 8 and second.resumed
     full = run_search(config(tmp_path / "full", tiny_teaching_set, mnist_root, budget={"trials": 8}), progress=False)
     a = [(t.number, t.hash, t.score) for t in Study(cfg.study).trials()]
     b = [(t.number, t.hash, t.score) for t in Study(full.study).trials()]
@@ -611,3 +611,73 @@ def test_every_inline_search_runs_with_its_own_thread_count_and_restores_the_pro
             assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+class HashScoreEvaluator(Evaluator):
+    """Scores an architecture by its hash: no data, no torch, deterministic in every version."""
+
+    from gtn_search.configio import StrictModel as _Base
+
+    class Config(_Base):
+        pass
+
+    def _evaluate(self, arch, blueprint, seed):
+        return Measurement(int(arch.hash[:8], 16) / 16**8, 0, 0, 0.0, 0.0, 0)
+
+
+#: trials 6..11 of the study below resumed to 12 trials by gtn-search 913e3a1 (before repeats)
+PRE_REPEATS_CONTINUATION = [
+    "2cded256ca1fb30b4dce4ee1734071c7e2ad983b0dab12e1a77f4846fac6ef11",
+    "fd7fafcd0cda8c86d316462ba4f18bb7b410ce2003fb60be1a17cc0c09fadf44",
+    "6021abcf682da775c17954941036204b7f9b3717335bd8a3f0ffe1ce61ed8db7",
+    "a33886afc9dbfe0bd9fe91674cd9eac6078f0b74481c29234748d3b4c3ad265d",
+    "c424a2627713fe89ef4c8e21eaae8707ea15c9d2e53b3e5dbbf2f4fc85bb0df9",
+    "a3894ad619752f404553cdc2c911bd0173a57049f2935840cc20f97deb12a375",
+]
+
+
+def test_a_study_from_before_repeated_inputs_resumes_as_it_was_searched(tmp_path):
+    """tests/data/studies/pre_repeated_inputs.db: 6 trials of gtn-nas (evolution, seed 0) written by
+    gtn-search 913e3a1. Resumed now, it goes on exactly as that version would have, with repeated
+    inputs forbidden, while a new study of the same configuration searches the paper's full space."""
+    import shutil
+
+    import yaml as _yaml
+
+    EVALUATORS.add("hash-score", HashScoreEvaluator)
+    try:
+        study_path = tmp_path / "old.db"
+        shutil.copy(REPO / "tests" / "data" / "studies" / "pre_repeated_inputs.db", study_path)
+        data = {"study": str(study_path), "space": "gtn-nas", "blueprint": TINY_BP,
+                "strategy": {"name": "evolution", "options": {"population": 4, "sample_size": 2}},
+                "evaluator": {"name": "hash-score"}, "budget": {"trials": 12}, "seed": 0}
+        summary = run_search(SearchConfig.model_validate(data), progress=False)
+        assert summary.resumed
+        trials = Study(str(study_path)).trials()
+        assert [t.hash for t in trials][6:] == PRE_REPEATS_CONTINUATION
+        fresh = run_search(SearchConfig.model_validate({**data, "study": str(tmp_path / "new.db")}), progress=False)
+        new = Study(fresh.study)
+        assert _yaml.safe_load(new.get_meta("space"))["name"] == "gtn-nas"
+        assert any(node[0][0] == node[1][0] for t in new.trials() for cell in t.genotype.values()
+                   for node in cell["nodes"].values())  # the paper's space: some node repeats an input
+    finally:
+        EVALUATORS.unregister("hash-score")
+
+
+def test_cells_that_ignore_an_input_build_and_train_on_gtn_data(tiny_teaching_set, mnist_root):
+    """With repeated inputs a cell may read only one of its inputs: that input's preprocessing is
+    not built, and a cell whose output no later cell reads leaves the unrolled inner loop intact."""
+    from search_spaces.network import build
+
+    space = get_space("gtn-nas")
+    only_in0 = {"nodes": {"n0": [["in0", "conv_3x3"], ["in0", "identity"]], "n1": [["n0", "conv_1x1"], ["in0", "identity"]],
+                          "n2": [["n1", "identity"], ["n1", "conv_3x3"]], "n3": [["n2", "conv_3x3"], ["n0", "identity"]],
+                          "n4": [["n3", "identity"], ["in0", "max_pool_3x3"]]}}
+    only_in1 = {"nodes": {k: [[src.replace("in0", "in1"), op] for src, op in v] for k, v in only_in0["nodes"].items()}}
+    arch = space.architecture_from_mapping({"normal": only_in0, "reduce": only_in1})
+    bp = Blueprint.from_mapping({**TINY_BP, "stages": 2})
+    net = build(arch, bp, seed=0)
+    assert net.cells[0].pre1 is None and net.cells[0].pre0 is not None
+    assert net.cells[1].pre0 is None and net.cells[1].pre1 is not None  # the reduction cell reads in1 only
+    gtn = make_evaluator("gtn", {"teaching_set": str(tiny_teaching_set), "val_size": 64}, str(mnist_root))
+    assert gtn.evaluate(arch, bp, seed=1).ok
