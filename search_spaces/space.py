@@ -178,7 +178,7 @@ class CellSearchSpace(StrictModel):
         """A random cell genotype: every node draws its ops uniformly, and its inputs as the
         paper's space does: each input independently among the earlier nodes when repeats are
         allowed (NASNet, ENAS, NAO), else a uniform set of k distinct inputs."""
-        if self.allow_repeated_inputs:
+        if self.allow_repeated_inputs and self.inputs_per_node > 1:
             sources = rng.integers(0, self._input_choices).tolist()
             op_idx = rng.integers(0, len(self.ops), size=(self.num_nodes, self.inputs_per_node)).tolist()
             nodes = [tuple((src, self.ops[o]) for src, o in zip(sources[j], op_idx[j])) for j in range(self.num_nodes)]
