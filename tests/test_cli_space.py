@@ -29,6 +29,7 @@ def test_sample_validate_draw_info(tmp_path, capsys):
     text = capsys.readouterr().out
     # the paper's space: inputs chosen independently, so C(3+j, 2) input pairs for node j
     assert "architectures (normal x reduce): 2.163e+30" in text and "MFLOPs/image" in text
+    assert "5 nodes x 2 inputs (may repeat), output rule loose_ends" in text
 
 
 @pytest.mark.parametrize("path", MALFORMED, ids=[p.stem for p in MALFORMED])

@@ -115,8 +115,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     space = resolve_space(args.space)
     blueprint = resolve_blueprint(args.blueprint)
-    print(f"search space '{space.name}': {space.num_nodes} nodes x {space.inputs_per_node} inputs, "
-          f"output rule {space.output}")
+    print(f"search space '{space.name}': {space.num_nodes} nodes x {space.inputs_per_node} inputs "
+          f"({'may repeat' if space.allow_repeated_inputs else 'distinct'}), output rule {space.output}")
     print(f"  ops ({len(space.ops)}): {', '.join(space.ops)}")
     print(f"  cells: {space.cell_size():.4g}   architectures (normal x reduce): {space.size():.4g}")
     print(f"  vector encoding: {len(space.cardinalities())} categorical choices")
