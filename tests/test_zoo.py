@@ -136,3 +136,17 @@ def test_cell_from_darts_checks_the_concat_against_the_output_rule():
         cell_from_darts(normal, [2, 3, 4, 5], get_space("gtn-nas"))
     with pytest.raises(InvalidArchitectureError, match="input 7 must be an integer"):
         cell_from_darts(normal[:-1] + [("skip_connect", 7)], [2, 3, 4, 5], darts)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_zoo_cell_encodes_and_mutates_in_its_space(name):
+    import numpy as np
+
+    record = load_zoo_cell(name)
+    space, arch = record.space, record.architecture
+    assert space.decode(space.encode(arch)) == arch
+    rng = np.random.default_rng(0)
+    for kind in ("op", "input"):
+        child = space.mutate(arch, rng, kind)
+        space.validate_architecture(child)
+        assert child != arch
