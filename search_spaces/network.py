@@ -43,8 +43,8 @@ class DropPath(nn.Module):
 class CellModule(nn.Module):
     """One cell instantiated at a given width: preprocessing, one op per edge, concatenation.
 
-    A cell input no node reads (possible when a node may take the same input twice) gets no
-    preprocessing layer; cells that read every input build exactly as before.
+    A cell input no node reads (possible when a node may take the same input twice, or takes
+    one input) gets no preprocessing layer; cells that read both inputs build exactly as before.
     """
 
     def __init__(self, cell: Cell, c_prev_prev: int, c_prev: int, c: int, reduction: bool, reduction_prev: bool) -> None:
