@@ -43,18 +43,17 @@ class DropPath(nn.Module):
 class CellModule(nn.Module):
     """One cell instantiated at a given width: preprocessing, one op per edge, concatenation.
 
-    A cell input no node reads (possible when a node may take the same input twice, or takes
-    one input) gets no preprocessing layer; cells that read both inputs build exactly as before.
+    A cell input that no node reads (possible when a node may take the same input twice) is
+    concatenated into the output too, as NASNet and ENAS do with unused hidden states (brought to
+    the reduced resolution in a reduction cell), so every cell's output reaches the classifier
+    and every parameter gets a gradient. Cells that read both inputs build exactly as before.
     """
 
     def __init__(self, cell: Cell, c_prev_prev: int, c_prev: int, c: int, reduction: bool, reduction_prev: bool) -> None:
         super().__init__()
         self.reduction = reduction
-        used = {src for node in cell.nodes for src, _ in node}
-        self.pre0: nn.Module | None = None
-        if 0 in used:
-            self.pre0 = FactorizedReduce(c_prev_prev, c) if reduction_prev else ReLUConvBN(c_prev_prev, c, 1, 1, 0)
-        self.pre1: nn.Module | None = ReLUConvBN(c_prev, c, 1, 1, 0) if 1 in used else None
+        self.pre0 = FactorizedReduce(c_prev_prev, c) if reduction_prev else ReLUConvBN(c_prev_prev, c, 1, 1, 0)
+        self.pre1 = ReLUConvBN(c_prev, c, 1, 1, 0)
         self.edges = nn.ModuleList()
         self.drops = nn.ModuleList()
         self.plan: list[list[int]] = []
@@ -66,11 +65,16 @@ class CellModule(nn.Module):
                 self.drops.append(DropPath())
                 sources.append(src)
             self.plan.append(sources)
+        read = {src for node in cell.nodes for src, _ in node}
+        self.unread_inputs = [i for i in (0, 1) if i not in read]
+        self.calibrate = nn.ModuleList(
+            FactorizedReduce(c, c) if reduction else nn.Identity() for _ in self.unread_inputs
+        )
         self.outputs = list(cell.outputs)
-        self.out_channels = c * len(self.outputs)
+        self.out_channels = c * (len(self.unread_inputs) + len(self.outputs))
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
-        states = [None if self.pre0 is None else self.pre0(s0), None if self.pre1 is None else self.pre1(s1)]
+        states = [self.pre0(s0), self.pre1(s1)]
         edge = 0
         for sources in self.plan:
             total = None
@@ -79,7 +83,8 @@ class CellModule(nn.Module):
                 total = y if total is None else total + y
                 edge += 1
             states.append(total)
-        return torch.cat([states[i] for i in self.outputs], dim=1)
+        unread = [cal(states[i]) for cal, i in zip(self.calibrate, self.unread_inputs)]
+        return torch.cat(unread + [states[i] for i in self.outputs], dim=1)
 
 
 class AuxiliaryHead(nn.Module):

@@ -231,3 +231,23 @@ def test_channels_last_trains_like_nchw_within_float_tolerance():
         torch.testing.assert_close(f1, f0, rtol=1e-4, atol=1e-4)
         assert [float(v) for v in l1] == pytest.approx([float(v) for v in l0], rel=1e-3)
         assert rel(z1, z0) < 1e-2 and rel(gi1, gi0) < 5e-2 and rel(gl1, gl0) < 5e-2
+
+
+def test_cells_with_an_unread_input_leave_no_parameter_without_gradient():
+    """A node may take the same input twice, so a cell may read only in0 or only in1; the unread
+    input is concatenated into the cell output, so no cell of the network is cut off."""
+    space = get_space("gtn-nas")
+    rng = np.random.default_rng(0)
+    bp = Blueprint(input_shape=(1, 28, 28), channels=2, stages=2, cells_per_stage=1, stem_multiplier=1)
+    seen = 0
+    for _ in range(300):
+        arch = space.sample(rng)
+        unread = [{0, 1} - {s for node in c.nodes for s, _ in node} for c in (arch.normal, arch.reduce)]
+        if not any(unread):
+            continue
+        seen += 1
+        net = build(arch, bp, seed=0)
+        assert [sorted(u) for u in unread] == [net.cells[0].unread_inputs, net.cells[1].unread_inputs]
+        nn.functional.cross_entropy(net(torch.randn(2, 1, 28, 28)), torch.tensor([0, 1])).backward()
+        assert all(p.grad is not None for p in net.parameters())
+    assert seen >= 10

@@ -665,8 +665,9 @@ def test_a_study_from_before_repeated_inputs_resumes_as_it_was_searched(tmp_path
 
 
 def test_cells_that_ignore_an_input_build_and_train_on_gtn_data(tiny_teaching_set, mnist_root):
-    """With repeated inputs a cell may read only one of its inputs: that input's preprocessing is
-    not built, and a cell whose output no later cell reads leaves the unrolled inner loop intact."""
+    """With repeated inputs a cell may read only one of its inputs: the unread one is concatenated
+    into its output (NASNet, ENAS), so no cell is cut off and every parameter takes part in the
+    unrolled inner loop (which differentiates with respect to all of them)."""
     from search_spaces.network import build
 
     space = get_space("gtn-nas")
@@ -677,7 +678,13 @@ def test_cells_that_ignore_an_input_build_and_train_on_gtn_data(tiny_teaching_se
     arch = space.architecture_from_mapping({"normal": only_in0, "reduce": only_in1})
     bp = Blueprint.from_mapping({**TINY_BP, "stages": 2})
     net = build(arch, bp, seed=0)
-    assert net.cells[0].pre1 is None and net.cells[0].pre0 is not None
-    assert net.cells[1].pre0 is None and net.cells[1].pre1 is not None  # the reduction cell reads in1 only
+    assert net.cells[0].unread_inputs == [1] and net.cells[1].unread_inputs == [0]
+    assert [c.out_channels for c in net.cells] == [2 * 2, 2 * 4, 2 * 4]  # one loose end + the unread input
+    import torch
+    from torch import nn
+
+    x = torch.randn(2, 1, 28, 28)
+    nn.functional.cross_entropy(net(x), torch.tensor([0, 1])).backward()
+    assert all(p.grad is not None for p in net.parameters())
     gtn = make_evaluator("gtn", {"teaching_set": str(tiny_teaching_set), "val_size": 64}, str(mnist_root))
     assert gtn.evaluate(arch, bp, seed=1).ok

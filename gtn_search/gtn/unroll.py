@@ -87,10 +87,7 @@ def unroll(
         ps, vs = list(state[:n]), (list(state[n:]) if len(state) > n else None)
         with torch.enable_grad():
             loss = classification_loss(logits_of(module, dict(zip(names, ps)), x), y)
-            # a parameter the loss does not reach (a cell whose output no later cell reads, possible
-            # when cells may ignore an input) has a zero gradient and keeps its value
-            grads = torch.autograd.grad(loss, ps, create_graph=create_graph, allow_unused=True)
-            grads = tuple(torch.zeros_like(p) if g is None else g for g, p in zip(grads, ps))
+            grads = torch.autograd.grad(loss, ps, create_graph=create_graph)
         new_p, new_v = sgd_momentum_step(ps, grads, vs, step_lr, step_m)
         return (loss.detach(), *new_p, *new_v)
 
