@@ -39,7 +39,8 @@ from search_spaces.presets import get_space
 from strategies import Strategy, make_strategy
 from strategies.nevergrad_adapter import nevergrad_optimizers
 
-SPACE = get_space("gtn-nas")
+#: the space of results/nevergrad_registry.json (measured before cells could repeat an input)
+SPACE = get_space("gtn-nas", allow_repeated_inputs=False)
 CATEGORIES = ("ok", "slow", "missing-package", "not-resumable", "refused", "failure")
 
 
