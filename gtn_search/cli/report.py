@@ -14,8 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from gtn_search.cli.common import check_output
     from gtn_search.html_report import write_html_report
 
+    check_output(args.out, "--out")  # an existing folder or an unwritable place: refused before any work
     path = write_html_report(args.source, args.out, top=args.top)
     print(f"wrote {path.resolve()} ({path.stat().st_size / 1024:.0f} KiB, self-contained)")
     return 0

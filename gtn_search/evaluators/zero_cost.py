@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import math
+from abc import abstractmethod
 from typing import Literal
 
 import numpy as np
@@ -205,22 +206,30 @@ class SynflowEvaluator(_ZeroCost):
                            params=params, metrics={"forward_flops": fwd})
 
 
-@EVALUATORS.register("params")
-class ParamsEvaluator(_ZeroCost):
-    """Training-free: the number of trainable parameters (bigger predicted better)."""
+class _SizeProxy(_ZeroCost):
+    """A proxy read off the built network without any data pass: bigger predicted better."""
+
+    @abstractmethod
+    def _size(self, module: nn.Module, forward_flops: int) -> float:
+        """The score of the built ``module`` (``forward_flops`` per image already counted)."""
 
     def _evaluate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> Measurement:
         module, params, fwd, _ = self._candidate(arch, blueprint, seed)
-        trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-        return Measurement(score=float(trainable), sgd_steps=0, images_seen=0, train_flops=0.0, eval_flops=0.0,
-                           params=params, metrics={"forward_flops": fwd})
+        return Measurement(score=self._size(module, fwd), sgd_steps=0, images_seen=0, train_flops=0.0,
+                           eval_flops=0.0, params=params, metrics={"forward_flops": fwd})
+
+
+@EVALUATORS.register("params")
+class ParamsEvaluator(_SizeProxy):
+    """Training-free: the number of trainable parameters (bigger predicted better)."""
+
+    def _size(self, module: nn.Module, forward_flops: int) -> float:
+        return float(sum(p.numel() for p in module.parameters() if p.requires_grad))
 
 
 @EVALUATORS.register("flops")
-class FlopsEvaluator(_ZeroCost):
+class FlopsEvaluator(_SizeProxy):
     """Training-free: forward FLOPs per image (bigger predicted better)."""
 
-    def _evaluate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> Measurement:
-        module, params, fwd, _ = self._candidate(arch, blueprint, seed)
-        return Measurement(score=float(fwd), sgd_steps=0, images_seen=0, train_flops=0.0, eval_flops=0.0,
-                           params=params, metrics={"forward_flops": fwd})
+    def _size(self, module: nn.Module, forward_flops: int) -> float:
+        return float(forward_flops)
