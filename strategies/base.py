@@ -6,9 +6,16 @@ small hooks:
 
 * ``_ask() -> Architecture`` - propose the next architecture (use ``self.rng`` and ``self.space``);
 * ``_tell(candidate, score)`` - learn from a finished candidate (``score`` is None if it failed);
+* ``_tell_infeasible(candidate, violations)`` - a candidate broke a constraint and was never
+  trained (default: told as a failure, ``_tell(candidate, None)``);
 * ``_state() -> dict`` / ``_load_state(dict)`` - the strategy's own JSON-serialisable state.
 
-Scores are maximised (accuracy-like). Every random draw must come from ``self.rng`` (a seeded
+Scores are maximised (accuracy-like). With several objectives (a search's ``objectives:``), a
+strategy whose class sets ``multi_objective = True`` is told a tuple of values, one per objective
+in the declared order, each oriented so that larger is better (a minimised objective such as
+parameters arrives negated); :meth:`Strategy.set_objectives` tells it how many before the first
+ask (``self.num_objectives``). A single-objective strategy refuses several objectives; the search
+then scalarises them (``scalarization:``) or stops with a clear message. Every random draw must come from ``self.rng`` (a seeded
 ``numpy.random.Generator`` whose state is saved with the strategy), which is what makes a strategy
 reproducible and resumable. Strategies never touch torch.
 """
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -40,6 +48,8 @@ class Strategy(ABC):
 
     #: False for strategies that need each result before proposing the next candidate.
     supports_parallel: ClassVar[bool] = True
+    #: True for strategies that can be told a tuple of objective values (all maximised).
+    multi_objective: ClassVar[bool] = False
 
     def __init__(self, space: CellSearchSpace, seed: int = 0) -> None:
         if not isinstance(space, CellSearchSpace):
@@ -50,6 +60,28 @@ class Strategy(ABC):
         self._asked = 0
         self._told = 0
         self._pending: dict[int, Architecture] = {}
+        #: values in each tell (1: a float; more: a tuple, see :meth:`set_objectives`)
+        self.num_objectives = 1
+
+    def set_objectives(self, count: int) -> None:
+        """Declare how many maximised objective values each :meth:`tell` carries (before any ask)."""
+        if not isinstance(count, int) or count < 1:
+            raise ConfigError(f"a strategy needs at least one objective, got {count!r}")
+        if count > 1 and not self.multi_objective:
+            raise ConfigError(
+                f"strategy '{self.registered_name()}' optimises a single objective but the search declares {count}; "
+                f"add 'scalarization: {{weights: {{...}}}}' to the search config to combine them, or choose a "
+                f"multi-objective strategy (mo-evolution, random, ng:<Optimizer>, optuna:NSGAIISampler)")
+        if self._asked and count != self.num_objectives:
+            raise ConfigError("set_objectives must be called before the first ask")
+        self.num_objectives = count
+
+    @classmethod
+    def registered_name(cls) -> str:
+        """The name this strategy is registered under (the class name if it is not registered)."""
+        from gtn_search.registry import STRATEGIES
+
+        return next((e.name for e in STRATEGIES.entries() if e.obj is cls), cls.__name__)
 
     # -- the fixed public contract ----------------------------------------------------------------
     def ask(self) -> Candidate:
@@ -62,15 +94,40 @@ class Strategy(ABC):
         self._asked += 1
         return candidate
 
-    def tell(self, number: int, score: float | None) -> None:
-        """Report the score of candidate ``number`` (None, NaN or inf: the evaluation failed)."""
+    def tell(self, number: int, score: float | Sequence[float] | None) -> None:
+        """Report the result of candidate ``number``: its score (a tuple of maximised values with
+        several objectives); None, NaN or inf anywhere: the evaluation failed."""
+        value = self._checked_value(score)
+        arch = self._take(number)
+        self._tell(Candidate(number, arch), value)
+        self._told += 1
+
+    def tell_infeasible(self, number: int, violations: dict[str, str]) -> None:
+        """Report that candidate ``number`` broke constraints (``{objective: "value > bound"}``)
+        and was not evaluated."""
+        arch = self._take(number)
+        self._tell_infeasible(Candidate(number, arch), dict(violations))
+        self._told += 1
+
+    def _take(self, number: int) -> Architecture:
         if number not in self._pending:
             raise ConfigError(f"tell: candidate {number} was not asked or was already told")
-        arch = self._pending.pop(number)
-        if score is not None and not math.isfinite(score):
-            score = None
-        self._tell(Candidate(number, arch), None if score is None else float(score))
-        self._told += 1
+        return self._pending.pop(number)
+
+    def _checked_value(self, score: float | Sequence[float] | None) -> Any:
+        if score is None:
+            return None
+        if self.num_objectives == 1:
+            if isinstance(score, (list, tuple, np.ndarray)):
+                if len(score) != 1:
+                    raise ConfigError(f"tell: expected one objective value, got {len(score)}")
+                score = score[0]
+            value = float(score)  # type: ignore[arg-type]
+            return value if math.isfinite(value) else None
+        if not isinstance(score, (list, tuple, np.ndarray)) or len(score) != self.num_objectives:
+            raise ConfigError(f"tell: expected {self.num_objectives} objective values, got {score!r}")
+        values = tuple(float(v) for v in score)
+        return values if all(math.isfinite(v) for v in values) else None
 
     @property
     def pending(self) -> dict[int, Architecture]:
@@ -94,6 +151,7 @@ class Strategy(ABC):
             "asked": self._asked,
             "told": self._told,
             "pending": {str(n): self.space.encode(a) for n, a in self._pending.items()},
+            "objectives": self.num_objectives,
             "own": self._state(),
         }
 
@@ -101,6 +159,9 @@ class Strategy(ABC):
         """Restore a state from :meth:`state_dict` (the same space and options are assumed)."""
         if state.get("strategy") != type(self).__name__:
             raise ConfigError(f"saved strategy state is for {state.get('strategy')!r}, not {type(self).__name__}")
+        if int(state.get("objectives", 1)) != self.num_objectives:
+            raise ConfigError(f"saved strategy state has {state.get('objectives', 1)} objective(s), this search "
+                              f"{self.num_objectives}")
         self.seed = int(state["seed"])
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = state["rng"]
@@ -114,8 +175,13 @@ class Strategy(ABC):
     def _ask(self) -> Architecture:
         """Propose an architecture."""
 
-    def _tell(self, candidate: Candidate, score: float | None) -> None:
-        """Learn from a result (default: nothing to learn)."""
+    def _tell(self, candidate: Candidate, score: Any) -> None:
+        """Learn from a result: a float, a tuple of floats with several objectives, None if it failed
+        (default: nothing to learn)."""
+
+    def _tell_infeasible(self, candidate: Candidate, violations: dict[str, str]) -> None:
+        """Learn that a candidate broke constraints (default: as if it had failed)."""
+        self._tell(candidate, None)
 
     def _state(self) -> dict[str, Any]:
         """The strategy's own state beyond RNG and pending candidates (JSON-serialisable)."""

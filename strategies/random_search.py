@@ -9,7 +9,9 @@ from strategies.base import Strategy
 
 @STRATEGIES.register("random")
 class RandomSearch(Strategy):
-    """Uniform random sampling of the search space."""
+    """Uniform random sampling of the search space (with any number of objectives: it ignores them)."""
+
+    multi_objective = True
 
     def _ask(self) -> Architecture:
         return self.space.sample(self.rng)
