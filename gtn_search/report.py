@@ -28,15 +28,24 @@ def summary_table(study: Study, top: int = 10) -> str:
     lines = [
         (f"study {study.path}: strategy {cfg['strategy']['name']}, evaluator {cfg['evaluator']['name']}, "
         f"space {cfg['space'] if isinstance(cfg['space'], str) else cfg['space'].get('name')}, seed {cfg['seed']}"),
-        (f"trials: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed, {counts.get('cached', 0)} cached "
-        f"duplicates, {counts.get('running', 0)} unfinished; compute {totals['seconds']:.1f} s, "
-        f"{totals['flops'] / 1e12:.3f} TFLOPs"),
+        (f"trials: {counts.get('ok', 0)} ok, {counts.get('failed', 0)} failed, "
+        + (f"{counts['infeasible']} infeasible (never trained), " if counts.get("infeasible") else "")
+        + f"{counts.get('cached', 0)} cached duplicates, {counts.get('running', 0)} unfinished; compute "
+        f"{totals['seconds']:.1f} s, {totals['flops'] / 1e12:.3f} TFLOPs"),
         "",
         f"{'rank':>4} {'trial':>6} {'score':>8} {'params':>9} {'GFLOPs':>8} {'seconds':>8}  hash",
     ]
     for rank, t in enumerate(study.best(top), 1):
         lines.append(f"{rank:>4} {t.number:>6} {t.score:>8.4f} {t.params or 0:>9,} {t.flops / 1e9:>8.2f} "
                      f"{t.wall_seconds or 0:>8.2f}  {t.hash[:12]}")
+    if len(cfg.get("objectives") or {}) > 1:
+        from gtn_search.pareto_report import front_table, pareto_summary
+
+        lines += ["", front_table(pareto_summary(study), top)]
+    infeasible = study.trials("WHERE status = 'infeasible'")
+    if infeasible:
+        lines += ["", f"last infeasible candidates ({len(infeasible)} in all):"]
+        lines += [f"  trial {t.number}: {t.error}" for t in infeasible[-3:]]
     failed = study.trials("WHERE status = 'failed'")
     if failed:
         lines.append("")
@@ -97,26 +106,44 @@ def plot_best_over_time(study: Study, path: str | os.PathLike[str]) -> Path:
 
 def export_top(study: Study, out_dir: str | os.PathLike[str], top: int = 5, blueprint: Any = None) -> list[Path]:
     """Write the top-k architectures as YAML files (genotype, blueprint, score, evaluator, study, seed)."""
+    if top < 1:
+        raise ConfigError(f"--top must be >= 1, got {top}")
+    chosen = [(t, {"rank": rank}) for rank, t in enumerate(study.best(top), 1)]
+    return _export(study, out_dir, chosen, blueprint, "rank")
+
+
+def export_pareto(study: Study, out_dir: str | os.PathLike[str], blueprint: Any = None) -> list[Path]:
+    """Write every non-dominated trial as YAML (with its objective values), best first objective first."""
+    from gtn_search.pareto_report import front_records, pareto_summary
+
+    summary = pareto_summary(study)
+    if summary.objectives.count < 2:
+        raise ConfigError(f"study {study.path} optimises one objective ({summary.objectives.names[0]}); --pareto "
+                          f"needs a study with several objectives; use --top instead")
+    return _export(study, out_dir, front_records(summary), blueprint, "pareto")
+
+
+def _export(study: Study, out_dir: str | os.PathLike[str], chosen: list[tuple[TrialRecord, dict[str, Any]]],
+            blueprint: Any, prefix: str) -> list[Path]:
     from gtn_search.runner import resolve_blueprint
     from search_spaces.space import CellSearchSpace
     from search_spaces.yaml_format import ArchitectureRecord, save_architecture
 
-    if top < 1:
-        raise ConfigError(f"--top must be >= 1, got {top}")
     cfg = study_config(study)
     space = CellSearchSpace.from_mapping(cfg["space"], where=f"study {study.path}: space")
     bp = blueprint if blueprint is not None else resolve_blueprint(cfg["blueprint"])
     paths = []
-    for rank, t in enumerate(study.best(top), 1):
+    for number, (t, extra) in enumerate(chosen, 1):
         arch = space.architecture_from_mapping(t.genotype, where=f"study {study.path}: trial {t.number}")
         meta = {
-            "rank": rank, "score": t.score, "trial": t.number, "seed": t.seed, "study": str(study.path),
+            **extra, "score": t.score, "trial": t.number, "seed": t.seed, "study": str(study.path),
             "study_seed": cfg["seed"], "strategy": cfg["strategy"], "evaluator": cfg["evaluator"],
-            "params": t.params, "flops": t.flops, "search_blueprint": cfg["blueprint"],
+            "params": int(t.objectives.get("params", t.params or 0)), "flops": t.flops,
+            "search_blueprint": cfg["blueprint"],
         }
         if isinstance((t.metrics or {}).get("dataset"), str):
             meta["dataset"] = t.metrics["dataset"]  # what 'gtn-search train' trains on by default
-        paths.append(save_architecture(Path(out_dir) / f"rank{rank:02d}_{arch.short_hash}.yaml",
+        paths.append(save_architecture(Path(out_dir) / f"{prefix}{number:02d}_{arch.short_hash}.yaml",
                                        ArchitectureRecord(arch, space, bp, meta)))
     if not paths:
         raise ConfigError(f"study {study.path} has no successful trials to export yet")

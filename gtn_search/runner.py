@@ -8,6 +8,12 @@ strategy is restored from its last snapshot, later events are replayed from the 
 trials that were in flight when the previous run died are evaluated again. A study searches the
 space it was created with: its definition is stored in the study, and a study created before
 spaces had ``allow_repeated_inputs`` resumes with repeated inputs forbidden, as it was searched.
+
+With objectives and constraints (:mod:`gtn_search.objectives`): the cost objectives that need no
+training (params, FLOPs, memory) are measured here before a candidate is submitted, latency by the
+worker (:class:`~gtn_search.measured_evaluator.MeasuringEvaluator`); a candidate that breaks a
+bound is recorded ``infeasible`` and never trained; every measured value is stored with the trial
+and the strategy is told the fitness values (:meth:`ObjectiveSet.told_value`).
 """
 
 from __future__ import annotations
@@ -18,14 +24,16 @@ import math
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gtn_search.errors import ConfigError, StorageError
 from gtn_search.evaluators import make_evaluator
 from gtn_search.evaluators.base import EvalResult
 from gtn_search.executors import Executor, make_executor
+from gtn_search.measured_evaluator import MeasuringEvaluator
+from gtn_search.objectives import ObjectiveSet, measurement_blueprint, static_measures
 from gtn_search.search_config import SearchConfig, check_budget
 from gtn_search.seeding import derive_seed
 from gtn_search.storage import Study, TrialRecord, database_path
@@ -38,6 +46,8 @@ log = logging.getLogger("gtn_search.search")
 
 #: A strategy proposing only already-evaluated genotypes this many times in a row is stopped.
 MAX_CACHE_STREAK = 2_000
+#: So is a search whose last this-many proposals all broke its constraints.
+MAX_INFEASIBLE_STREAK = 2_000
 
 
 @dataclass
@@ -53,6 +63,7 @@ class SearchSummary:
     best: list[TrialRecord]
     resumed: bool
     rerun: int
+    infeasible: int = 0
 
 
 def resolve_blueprint(value: str | dict[str, Any]) -> Blueprint:
@@ -78,6 +89,12 @@ class SearchRunner:
         self.blueprint = resolve_blueprint(config.blueprint)
         self.evaluator = make_evaluator(config.evaluator.name, config.evaluator.options, config.data_root,
                                         config.device, config.base_dir)
+        self.objectives = ObjectiveSet.from_config(config)
+        self.measure_blueprint = measurement_blueprint(self.objectives, self.blueprint)
+        #: what workers run: the evaluator, preceded by the worker-side measurements if any
+        self.trial_evaluator: Any = (MeasuringEvaluator(self.evaluator, self.objectives, self.measure_blueprint)
+                                     if self.objectives.worker_needed() else self.evaluator)
+        self._static_cache: dict[str, dict[str, float]] = {}
         self.strategy: Strategy = self._make_strategy()
         if config.workers > 1 and not self.strategy.supports_parallel:
             raise ConfigError(f"strategy '{config.strategy.name}' cannot run in parallel; set workers: 1")
@@ -88,7 +105,36 @@ class SearchRunner:
         if config.strategy.name.startswith("ng:") or config.strategy.name == "nevergrad":
             options.setdefault("budget", config.budget.trials)
             options.setdefault("num_workers", config.workers)
-        return make_strategy(config.strategy.name, self.space, config.seed, **options)
+        strategy = make_strategy(config.strategy.name, self.space, config.seed, **options)
+        strategy.set_objectives(self.objectives.told_count)
+        return strategy
+
+    # -- objectives ---------------------------------------------------------------------------------
+    def _static_values(self, arch: Any) -> dict[str, float]:
+        """The objectives known without training (params, FLOPs, memory), measured once per genotype."""
+        needed = self.objectives.static_needed()
+        if not needed:
+            return {}
+        if arch.hash not in self._static_cache:
+            self._static_cache[arch.hash] = static_measures(arch, self.measure_blueprint, needed,
+                                                            self.objectives.measure.memory_batch)
+        return dict(self._static_cache[arch.hash])
+
+    def _tell(self, number: int, status: str, values: dict[str, float], violations: dict[str, str] | None) -> None:
+        """Tell the strategy a finished trial: infeasible, failed (None) or its fitness values."""
+        if status == "infeasible" or violations:
+            self.strategy.tell_infeasible(number, violations or {})
+        else:
+            self.strategy.tell(number, self.objectives.told_value(values) if status == "ok" else None)
+
+    def _tell_record(self, t: TrialRecord) -> None:
+        """Replay a stored trial's tell (its objectives column, or only its score for older studies)."""
+        ok = t.status in ("ok", "cached") and t.score is not None
+        values = dict(t.objectives) if t.objectives else {"score": t.score}
+        self._tell(t.number, "ok" if ok else t.status, values, t.violations)
+
+    def _stored_objectives(self, values: dict[str, float]) -> dict[str, float] | None:
+        return values if self.objectives.declared else None
 
     # -- study bookkeeping --------------------------------------------------------------------------
     def _open_study(self) -> tuple[Study, bool]:
@@ -99,6 +145,8 @@ class SearchRunner:
             study.set_meta("space", json.dumps(self.space.to_mapping(), sort_keys=True))
             study.set_meta("identity", identity)
             study.set_meta("config", json.dumps(self.config.model_dump(mode="json"), sort_keys=True))
+            if self.config.objectives:  # the config is stored with sorted keys; the declared order matters
+                study.set_meta("objectives", json.dumps(list(self.config.objectives.items())))
             study.set_meta("elapsed", "0")
             return study, False
         if stored != identity:
@@ -150,7 +198,7 @@ class SearchRunner:
                         f"reproduce trial {t.number} (it is not deterministic for a fixed seed and history)"
                     )
             else:
-                self.strategy.tell(t.number, t.score if t.status in ("ok", "cached") else None)
+                self._tell_record(t)
         return [t for t in study.trials("WHERE status = 'running'")]
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -186,6 +234,8 @@ class SearchRunner:
             best = max((t.score for t in study.best(1)), default=float("nan"))
             since_snapshot = 0
             cache_streak = 0
+            infeasible_streak = 0
+            in_flight_values: dict[int, dict[str, float]] = {}
 
             def save_snapshot() -> None:
                 study.save_snapshot(study.next_event() - 1, self.strategy.state_dict())
@@ -204,7 +254,9 @@ class SearchRunner:
                 return budget.flops is not None and spent["flops"] >= budget.flops
 
             for t in rerun:  # in flight when the last run stopped: evaluate again, same seed
-                executor.submit(t.number, self.evaluator, self.strategy.pending[t.number], self.blueprint, t.seed)
+                arch = self.strategy.pending[t.number]
+                in_flight_values[t.number] = self._static_values(arch)
+                executor.submit(t.number, self.trial_evaluator, arch, self.blueprint, t.seed)
             while True:
                 while executor.in_flight < executor.capacity and not exhausted():
                     cand = self.strategy.ask()
@@ -222,30 +274,60 @@ class SearchRunner:
                                 f"strategy '{self.config.strategy.name}' proposed only already-evaluated "
                                 f"architectures {MAX_CACHE_STREAK} times in a row (the space has "
                                 f"{self.space.size():.3g} architectures); lower budget.trials or widen the space")
-                        cached = EvalResult(hit.status, score=hit.score, error=hit.error, metrics={"cached": True})
-                        study.record_result(cand.number, cached, event, cached_from=hit.number)
+                        metrics: dict[str, Any] = {"cached": True}
+                        if hit.violations:
+                            metrics["violations"] = hit.violations
+                        cached = EvalResult(hit.status, score=hit.score, error=hit.error, metrics=metrics)
+                        study.record_result(cand.number, cached, event, cached_from=hit.number,
+                                            objectives=hit.objectives or None)
                         event += 1
-                        self.strategy.tell(cand.number, hit.score if hit.status == "ok" else None)
+                        self._tell(cand.number, hit.status, hit.objectives or {"score": hit.score}, hit.violations)
                         continue
                     cache_streak = 0
-                    executor.submit(cand.number, self.evaluator, arch, self.blueprint, seed)
+                    values = self._static_values(arch)
+                    violations = self.objectives.violations(values, known="static")
+                    if violations:  # refused before any training
+                        infeasible_streak += 1
+                        if infeasible_streak > MAX_INFEASIBLE_STREAK:
+                            bounds = ", ".join(str(c) for c in self.objectives.constraints)
+                            raise ConfigError(
+                                f"the last {MAX_INFEASIBLE_STREAK} candidates all broke the constraints ({bounds}); "
+                                f"loosen them or use a smaller blueprint ('measure: {{blueprint: ...}}')")
+                        result = EvalResult("infeasible", error="; ".join(violations.values()),
+                                            params=int(values.get("params", 0)),
+                                            metrics={**values, "violations": violations})
+                        study.record_result(cand.number, result, event, objectives=self._stored_objectives(values))
+                        event += 1
+                        spent["trials"] += 1
+                        bar.update(1)
+                        self._tell(cand.number, "infeasible", values, violations)
+                        continue
+                    infeasible_streak = 0
+                    in_flight_values[cand.number] = values
+                    executor.submit(cand.number, self.trial_evaluator, arch, self.blueprint, seed)
                 if executor.in_flight == 0:
                     break
                 for number, result, worker in executor.wait():
                     if result.score is not None and not math.isfinite(result.score):
                         result = EvalResult("failed", error=f"non-finite score {result.score}",
                                             wall_seconds=result.wall_seconds)
-                    study.record_result(number, result, event, worker=worker)  # committed before the tell
+                    values = in_flight_values.pop(number, {})
+                    values.update({k: float(result.metrics[k]) for k in self.objectives.worker_needed()
+                                   if isinstance(result.metrics.get(k), (int, float))})
+                    if result.ok:
+                        values["score"] = float(result.score)  # type: ignore[arg-type]
+                    study.record_result(number, result, event, worker=worker,  # committed before the tell
+                                        objectives=self._stored_objectives(values))
                     event += 1
                     spent["trials"] += 1
                     spent["flops"] += result.flops
-                    self.strategy.tell(number, result.score if result.ok else None)
+                    self._tell(number, result.status, values, result.metrics.get("violations"))
                     if result.ok and not (result.score <= best):  # also replaces NaN
                         best = result.score
                     if result.status == "failed":
                         log.warning("trial %d failed: %s", number, result.error)
                     bar.update(1)
-                    bar.set_postfix(best=f"{best:.4f}", last=f"{result.score:.4f}" if result.ok else "failed")
+                    bar.set_postfix(best=f"{best:.4f}", last=f"{result.score:.4f}" if result.ok else result.status)
                     since_snapshot += 1
                 if since_snapshot >= self.snapshot_every:
                     save_snapshot()
@@ -257,6 +339,7 @@ class SearchRunner:
                 study=os.path.abspath(study.path), evaluated=totals["evaluated"], cached=counts.get("cached", 0),
                 failed=counts.get("failed", 0), seconds=elapsed_before + time.monotonic() - start,
                 flops=totals["flops"], best=study.best(10), resumed=resumed, rerun=len(rerun),
+                infeasible=counts.get("infeasible", 0),
             )
         finally:
             if executor is not None:

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from gtn_search.configio import StrictModel, load_yaml, parse_model, require_mapping
 from gtn_search.device import DeviceSpec
 from gtn_search.errors import BudgetError
+from gtn_search.objectives import ObjectivesConfig
 from gtn_search.paths import resolve_path
 from gtn_search.storage import database_path
 
@@ -36,8 +37,11 @@ class Budget(StrictModel):
         return self
 
 
-class SearchConfig(StrictModel):
-    """Everything a search needs; identity fields (space..seed) must match when resuming a study."""
+class SearchConfig(ObjectivesConfig):
+    """Everything a search needs; identity fields (space..seed, and the objective fields where
+    declared) must match when resuming a study. The objective fields (``objectives``,
+    ``constraints``, ``scalarization``, ``reference_point``, ``measure``) are documented in
+    :mod:`gtn_search.objectives`."""
 
     study: str = "runs/study.db"
     space: str | dict[str, Any] = "gtn-nas"
@@ -78,7 +82,16 @@ class SearchConfig(StrictModel):
         """The fields a resumed study must share with its creator."""
         data = self.model_dump(mode="json")
         data["evaluator"]["options"].pop("device", None)  # where, not what: a study resumes on any device
-        return {k: data[k] for k in ("space", "blueprint", "strategy", "evaluator", "seed")}
+        out = {k: data[k] for k in ("space", "blueprint", "strategy", "evaluator", "seed")}
+        for key in IDENTITY_IF_SET:  # absent from studies made before objectives existed
+            if data.get(key) is not None:
+                out[key] = data[key]
+        return out
+
+
+#: Objective fields that are part of a study's identity when set (``reference_point`` is not: it
+#: only affects how the hypervolume is reported).
+IDENTITY_IF_SET = ("objectives", "constraints", "scalarization", "measure")
 
 
 #: The fields of a search config that are paths (resolved by :func:`load_search_config`).

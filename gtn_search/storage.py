@@ -23,7 +23,10 @@ from typing import Any
 from gtn_search.configio import writable_folder
 from gtn_search.errors import StorageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: version 2 (objectives): trials may be 'infeasible' (a constraint was broken; never trained) and
+#: carry an ``objectives`` column (JSON: every measured objective value). A version-1 study opens
+#: read-only as it is and is migrated in place, in one transaction, when a search writes to it.
 
 #: ``PRAGMA application_id`` of studies ("GTNS"); studies made before it was set have 0.
 APPLICATION_ID = 0x47544E53
@@ -34,7 +37,7 @@ CREATE TABLE IF NOT EXISTS trials (
     number INTEGER PRIMARY KEY,
     hash TEXT NOT NULL,
     genotype TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'cached')),
+    status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'cached', 'infeasible')),
     score REAL,
     error TEXT,
     wall_seconds REAL,
@@ -44,6 +47,7 @@ CREATE TABLE IF NOT EXISTS trials (
     eval_flops REAL,
     params INTEGER,
     metrics TEXT,
+    objectives TEXT,
     worker TEXT,
     seed INTEGER,
     cached_from INTEGER,
@@ -95,6 +99,8 @@ class TrialRecord:
     eval_flops: float | None
     params: int | None
     metrics: dict[str, Any]
+    #: measured objective values (``score``, ``params``, ``latency_ms``...; empty if none declared)
+    objectives: dict[str, float]
     worker: str | None
     seed: int | None
     cached_from: int | None
@@ -109,7 +115,13 @@ class TrialRecord:
 
     @property
     def finished(self) -> bool:
-        return self.status in ("ok", "failed", "cached")
+        return self.status in ("ok", "failed", "cached", "infeasible")
+
+    @property
+    def violations(self) -> dict[str, str] | None:
+        """The violated constraints of an infeasible trial (or of the one a cached trial copies)."""
+        found = (self.metrics or {}).get("violations")
+        return dict(found) if isinstance(found, dict) and found else None
 
 
 class Study:
@@ -159,6 +171,8 @@ class Study:
             self.conn.execute("PRAGMA synchronous=NORMAL")
             if version is None:
                 self._create_schema()
+            elif version < SCHEMA_VERSION:
+                self._migrate(version)
 
     def _connect(self, timeout: float) -> sqlite3.Connection:
         if self.read_only:
@@ -215,6 +229,24 @@ class Study:
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('created_at', ?)", (str(time.time()),))
 
+    def _migrate(self, version: int) -> None:
+        """Bring an older study to :data:`SCHEMA_VERSION` in one transaction (nothing is lost)."""
+        with self.transaction():
+            if version < 2:  # rebuild the trials table: new status value and the objectives column
+                columns = [str(r[1]) for r in self.conn.execute("PRAGMA table_info(trials)")]
+                self.conn.execute("ALTER TABLE trials RENAME TO trials_v1")
+                self.conn.execute("DROP INDEX IF EXISTS trials_hash")
+                self.conn.execute("DROP INDEX IF EXISTS trials_tell_event")
+                for statement in _SCHEMA.strip().split(";"):
+                    if "trials" in statement:
+                        self.conn.execute(statement)
+                names = ", ".join(columns)
+                self.conn.execute(f"INSERT INTO trials ({names}) SELECT {names} FROM trials_v1")
+                self.conn.execute("DROP TABLE trials_v1")
+            self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('migrated_from', ?)", (str(version),))
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); a locked database is a clear error."""
@@ -262,16 +294,18 @@ class Study:
             )
 
     def record_result(self, number: int, result: Any, event: int, worker: str | None = None,
-                      cached_from: int | None = None) -> None:
-        """Store an evaluation result (or a cache hit) and its tell event, in one transaction."""
+                      cached_from: int | None = None, objectives: dict[str, float] | None = None) -> None:
+        """Store an evaluation result (or a cache hit), its objective values and its tell event,
+        in one transaction."""
         status = "cached" if cached_from is not None else result.status
         with self.transaction():
             cur = self.conn.execute(
                 "UPDATE trials SET status=?, score=?, error=?, wall_seconds=?, sgd_steps=?, images_seen=?, "
-                "train_flops=?, eval_flops=?, params=?, metrics=?, worker=?, cached_from=?, finished_at=?, "
-                "tell_event=? WHERE number=? AND status='running'",
+                "train_flops=?, eval_flops=?, params=?, metrics=?, objectives=?, worker=?, cached_from=?, "
+                "finished_at=?, tell_event=? WHERE number=? AND status='running'",
                 (status, result.score, result.error, result.wall_seconds, result.sgd_steps, result.images_seen,
                  result.train_flops, result.eval_flops, result.params, json.dumps(result.metrics, sort_keys=True),
+                 None if objectives is None else json.dumps(objectives, sort_keys=True),
                  worker, cached_from, time.time(), event, number),
             )
             if cur.rowcount != 1:
@@ -297,8 +331,8 @@ class Study:
         return found[0] if found else None
 
     def finished_with_hash(self, arch_hash: str) -> TrialRecord | None:
-        """The first evaluated (ok or failed) trial of a genotype, for the duplicate cache."""
-        found = self.trials("WHERE hash = ? AND status IN ('ok', 'failed')", (arch_hash,))
+        """The first evaluated (ok or failed) or infeasible trial of a genotype, for the duplicate cache."""
+        found = self.trials("WHERE hash = ? AND status IN ('ok', 'failed', 'infeasible')", (arch_hash,))
         return found[0] if found else None
 
     def best(self, k: int = 10) -> list[TrialRecord]:
@@ -337,7 +371,9 @@ def _record(r: sqlite3.Row) -> TrialRecord:
         number=r["number"], hash=r["hash"], genotype=json.loads(r["genotype"]), status=r["status"],
         score=r["score"], error=r["error"], wall_seconds=r["wall_seconds"], sgd_steps=r["sgd_steps"],
         images_seen=r["images_seen"], train_flops=r["train_flops"], eval_flops=r["eval_flops"], params=r["params"],
-        metrics=json.loads(r["metrics"]) if r["metrics"] else {}, worker=r["worker"], seed=r["seed"],
+        metrics=json.loads(r["metrics"]) if r["metrics"] else {},
+        objectives=json.loads(r["objectives"]) if "objectives" in r.keys() and r["objectives"] else {},  # noqa: SIM118 (sqlite3.Row)
+        worker=r["worker"], seed=r["seed"],
         cached_from=r["cached_from"], asked_at=r["asked_at"], finished_at=r["finished_at"],
         ask_event=r["ask_event"], tell_event=r["tell_event"],
     )

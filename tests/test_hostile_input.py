@@ -203,8 +203,9 @@ def test_studies_of_the_previous_version_open_and_reading_them_changes_nothing(o
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         study.conn.execute("INSERT INTO meta VALUES ('x', 'y')")
     study.close()
-    study = Study(old_study)  # a search can still resume it
-    assert len(study.trials()) == 3 and study.get_meta("schema_version") == "1"
+    study = Study(old_study)  # a search can still resume it: opened for writing, it is migrated
+    assert len(study.trials()) == 3 and study.get_meta("schema_version") == "2"
+    assert study.get_meta("migrated_from") == "1"
     study.close()
     new = Study(tmp_path / "new.db")
     assert new.conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID

@@ -30,11 +30,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     sh.add_argument("study", help="study database")
     sh.add_argument("--top", type=int, default=10)
     sh.add_argument("--plot", help="image path for the best-score-over-time plot (.png, .pdf, .svg, ...)")
+    sh.add_argument("--pareto-plot", help="image path for the Pareto fronts of every pair of objectives "
+                    "(studies with several objectives)")
+    sh.add_argument("--reference", action="append", default=[], metavar="NAME=VALUE",
+                    help="hypervolume reference value of an objective, e.g. --reference params=2e5 (repeatable; "
+                    "default: the study's reference_point, else 0 for score, a constraint's bound, or the worst "
+                    "value seen less 10%% of the range)")
     sh.set_defaults(func=cmd_show)
 
     ex = sub.add_parser("export", help="write a study's top-k architectures as YAML")
     ex.add_argument("study", help="study database")
     ex.add_argument("--top", type=int, default=5)
+    ex.add_argument("--pareto", action="store_true", help="export every non-dominated trial (several objectives) "
+                    "instead of the top-k by score")
     ex.add_argument("--out", required=True, help="folder for the YAML files")
     ex.add_argument("--blueprint", help="blueprint to record for final training (default: the search blueprint)")
     ex.set_defaults(func=cmd_export)
@@ -101,32 +109,63 @@ def cmd_show(args: argparse.Namespace) -> int:
     from gtn_search.report import plot_best_over_time, summary_table
     from gtn_search.storage import Study
 
-    if args.plot:
-        from matplotlib.backend_bases import FigureCanvasBase
+    for flag, value in (("--plot", args.plot), ("--pareto-plot", args.pareto_plot)):
+        if value:
+            from matplotlib.backend_bases import FigureCanvasBase
 
-        formats = sorted(f".{ext}" for ext in FigureCanvasBase.get_supported_filetypes())
-        formats.sort(key=lambda ext: ext != ".png")  # the suggested one first
-        check_output(args.plot, "--plot", suffixes=formats)
+            formats = sorted(f".{ext}" for ext in FigureCanvasBase.get_supported_filetypes())
+            formats.sort(key=lambda ext: ext != ".png")  # the suggested one first
+            check_output(value, flag, suffixes=formats)
+    reference = _reference_values(args.reference)
     study = Study(args.study, create=False)
     try:
         print(summary_table(study, args.top))
+        if reference:
+            from gtn_search.pareto_report import front_table, pareto_summary
+
+            print()
+            print(front_table(pareto_summary(study, reference), args.top))
         if args.plot:
             print(f"wrote {plot_best_over_time(study, args.plot)}")
+        if args.pareto_plot:
+            from gtn_search.pareto_report import pareto_summary, plot_pareto
+
+            print(f"wrote {plot_pareto(pareto_summary(study, reference), args.pareto_plot)}")
     finally:
         study.close()
     return 0
 
 
+def _reference_values(items: list[str]) -> dict[str, float]:
+    """``["params=2e5", "score=0"]`` -> ``{"params": 200000.0, "score": 0.0}`` (one clear line if malformed)."""
+    import math
+
+    from gtn_search.errors import ConfigError
+
+    out = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not name or not math.isfinite(value):
+            raise ConfigError(f"--reference {item!r}: write NAME=VALUE with a finite number, e.g. --reference params=2e5")
+        out[name.strip()] = value
+    return out
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from gtn_search.cli.common import check_output, resolve_blueprint
-    from gtn_search.report import export_top
+    from gtn_search.report import export_pareto, export_top
     from gtn_search.storage import Study
 
     check_output(args.out, "--out", folder=True)
     study = Study(args.study, create=False)
     try:
         bp = resolve_blueprint(args.blueprint) if args.blueprint else None
-        for path in export_top(study, Path(args.out), args.top, bp):
+        paths = export_pareto(study, Path(args.out), bp) if args.pareto else export_top(study, Path(args.out), args.top, bp)
+        for path in paths:
             print(f"wrote {path}")
     finally:
         study.close()

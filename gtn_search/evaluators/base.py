@@ -41,7 +41,7 @@ from search_spaces.memory import MemoryLimitError
 class EvalResult:
     """The outcome of one evaluation: score (or failure), cost and extra metrics."""
 
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "failed", or "infeasible" (broke a constraint; not trained)
     score: float | None = None
     error: str | None = None
     wall_seconds: float = 0.0
