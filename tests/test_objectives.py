@@ -19,7 +19,6 @@ import yaml
 
 from gtn_search.cli import main
 from gtn_search.configio import StrictModel, parse_model
-from gtn_search.errors import ConfigError
 from gtn_search.evaluators.base import Evaluator, Measurement
 from gtn_search.objectives import Constraint, ObjectiveSet, static_measures
 from gtn_search.registry import EVALUATORS
@@ -226,7 +225,7 @@ def test_a_multi_objective_search_resumes_after_sigkill_with_the_same_front(tmp_
     reference = run_search(parse_model(SearchConfig, search_data(tmp_path / "ref", **MO, budget={"trials": trials}),
                                        "c"), progress=False)
     killed, ref = Study(data["study"], create=False), Study(reference.study, create=False)
-    row = lambda t: (t.number, t.hash, t.status, t.score, t.objectives)  # noqa: E731
+    row = lambda t: (t.number, t.hash, t.status, t.score, t.objectives)
     assert kills == 2 and [row(t) for t in killed.trials()] == [row(t) for t in ref.trials()]
     a, b = pareto_summary(killed), pareto_summary(ref)
     assert [t.number for t in a.front] == [t.number for t in b.front] and a.hypervolume == b.hypervolume
