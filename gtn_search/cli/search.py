@@ -38,13 +38,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "value seen less 10%% of the range)")
     sh.set_defaults(func=cmd_show)
 
-    ex = sub.add_parser("export", help="write a study's top-k architectures as YAML")
-    ex.add_argument("study", help="study database")
+    ex = sub.add_parser("export", help="write a study's top-k architectures as YAML (or one network as ONNX)")
+    ex.add_argument("study", help="study database (with --onnx also an architecture YAML)")
     ex.add_argument("--top", type=int, default=5)
     ex.add_argument("--pareto", action="store_true", help="export every non-dominated trial (several objectives) "
                     "instead of the top-k by score")
-    ex.add_argument("--out", required=True, help="folder for the YAML files")
+    ex.add_argument("--out", help="folder for the YAML files (required unless --onnx)")
     ex.add_argument("--blueprint", help="blueprint to record for final training (default: the search blueprint)")
+    from gtn_search.cli.onnx_cli import add_export_arguments as add_onnx_arguments
+
+    add_onnx_arguments(ex)
     ex.set_defaults(func=cmd_export)
 
 
@@ -157,9 +160,16 @@ def _reference_values(items: list[str]) -> dict[str, float]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from gtn_search.cli.common import check_output, resolve_blueprint
+    from gtn_search.errors import ConfigError
     from gtn_search.report import export_pareto, export_top
     from gtn_search.storage import Study
 
+    if args.onnx:
+        from gtn_search.cli.onnx_cli import cmd_export_onnx
+
+        return cmd_export_onnx(args)
+    if args.out is None:
+        raise ConfigError("--out is required: a folder for the YAML files (or --onnx OUT.onnx for one ONNX model)")
     check_output(args.out, "--out", folder=True)
     study = Study(args.study, create=False)
     try:

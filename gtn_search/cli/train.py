@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--deterministic", action="store_true",
                    help="on CUDA: deterministic algorithms (bit-identical reruns and resumes, slower)")
     t.add_argument("--no-progress", action="store_true")
+    from gtn_search.cli.onnx_cli import add_train_argument as add_onnx_argument
+
+    add_onnx_argument(t)
     t.set_defaults(func=cmd_train)
 
 
@@ -59,6 +62,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from search_spaces.yaml_format import load_architectures
 
     check_output(args.out, "--out", folder=True)
+    if args.onnx:
+        from gtn_search.cli.onnx_cli import check_onnx_argument
+
+        check_onnx_argument(args.onnx)
     _threads(args.threads)
     device_argument(args.device)
     records = load_architectures(args.arch)
@@ -89,4 +96,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"test accuracy {result.test_accuracy:.4f} (validation {result.val_accuracy:.4f}); "
           f"{result.params:,} params, {result.forward_flops / 1e6:.1f} MFLOPs per image; "
           f"{result.steps} steps in {result.seconds:.0f} s; saved {Path(args.out) / 'result.json'}")
+    if args.onnx:
+        from gtn_search.cli.onnx_cli import export_trained
+
+        print(export_trained(record.architecture, result, Path(args.out), Path(args.onnx), data))
     return 0
