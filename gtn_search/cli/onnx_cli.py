@@ -124,26 +124,47 @@ def _from_study(source: Path, args: argparse.Namespace):  # type: ignore[no-unty
     return arch, blueprint, meta
 
 
-def export_trained(arch: Any, result: Any, out_dir: Path, path: Path, data: Any) -> str:
-    """Export the network :func:`~gtn_search.final_train.train_final` trained into ``out_dir``; the summary line.
+def load_trained_network(arch: Any, out_dir: Path):  # type: ignore[no-untyped-def]
+    """``(network, blueprint)`` as :func:`~gtn_search.final_train.train_final` left them in ``out_dir``.
 
-    The trained weights are read back from the run's checkpoint (written after the last epoch);
-    the check runs on the first :data:`~gtn_search.onnx_export.CHECK_BATCH` test images.
+    The blueprint comes from the run's ``result.json``, the weights from its checkpoint (written after
+    the last epoch); both files are validated, a bad one is one clear error.
     """
+    import json
+
     from gtn_search.final_train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
-    from gtn_search.onnx_export import CHECK_BATCH, export_onnx
     from gtn_search.tensorfile import load_tensor_file, require_keys
     from search_spaces.blueprint import Blueprint
     from search_spaces.network import build
 
-    ckpt = out_dir / "checkpoint.pt"
+    result_file, ckpt = out_dir / "result.json", out_dir / "checkpoint.pt"
+    try:
+        mapping = json.loads(result_file.read_text(encoding="utf-8"))["blueprint"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{result_file}: cannot read the trained blueprint ({exc}); train the run first") from None
+    blueprint = Blueprint.from_mapping(mapping, where=f"{result_file}: blueprint")
     state = load_tensor_file(ckpt, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "final-training checkpoint")
-    require_keys(state, ("model",), ckpt, "final-training checkpoint")
-    blueprint = Blueprint.from_mapping(result.blueprint, where=f"{out_dir / 'result.json'}: blueprint")
+    require_keys(state, ("identity", "model"), ckpt, "final-training checkpoint")
+    if json.loads(state["identity"]).get("hash") != arch.hash:
+        raise ConfigError(f"{ckpt}: this checkpoint is for another architecture than {arch.short_hash}")
     module = build(arch, blueprint)
     module.load_state_dict(state["model"])
-    meta = {"architecture_hash": arch.hash, "blueprint": blueprint.to_mapping(), "weights": "trained",
-            "dataset": data.name, "input_mean": list(data.mean), "input_std": list(data.std),
-            "test_accuracy": result.test_accuracy, "source": str(out_dir)}
+    return module, blueprint
+
+
+def export_trained(arch: Any, out_dir: Path, path: Path, data: Any, test_accuracy: float | None = None) -> str:
+    """Export the network trained into ``out_dir`` (:func:`load_trained_network`); the summary line.
+
+    ``data`` (the training's ``DatasetTensors``): its normalisation is recorded in the model's metadata
+    and the check runs on its first :data:`~gtn_search.onnx_export.CHECK_BATCH` test images.
+    """
+    from gtn_search.onnx_export import CHECK_BATCH, export_onnx
+
+    module, blueprint = load_trained_network(arch, out_dir)
+    meta: dict[str, Any] = {"architecture_hash": arch.hash, "blueprint": blueprint.to_mapping(), "weights": "trained",
+                            "dataset": data.name, "input_mean": list(data.mean), "input_std": list(data.std),
+                            "source": str(out_dir)}
+    if test_accuracy is not None:
+        meta["test_accuracy"] = test_accuracy
     exported = export_onnx(module, path, blueprint.input_shape, metadata=meta, inputs=data.test_x[:CHECK_BATCH])
     return exported.summary()

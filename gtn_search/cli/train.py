@@ -99,5 +99,5 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.onnx:
         from gtn_search.cli.onnx_cli import export_trained
 
-        print(export_trained(record.architecture, result, Path(args.out), Path(args.onnx), data))
+        print(export_trained(record.architecture, Path(args.out), Path(args.onnx), data, result.test_accuracy))
     return 0
