@@ -27,7 +27,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnx", metavar="OUT.onnx",
                         help="write one network as ONNX instead of YAML files, checked in onnxruntime against "
                         "PyTorch (max |diff| <= 1e-4); the positional argument may then also be an architecture "
-                        "YAML (needs: pip install 'gtn-search[export]')")
+                        "YAML, whose recorded blueprint (else mnist-search) is used unless --blueprint "
+                        "(needs: pip install 'gtn-search[export]')")
     parser.add_argument("--trial", type=int, help="with --onnx and a study: export this trial (default: the best)")
     parser.add_argument("--index", type=int, default=0,
                         help="with --onnx and a multi-architecture YAML: which architecture (default 0)")
