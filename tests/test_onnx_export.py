@@ -195,6 +195,7 @@ def test_bad_paths_and_unreadable_yaml_are_one_line_errors(tmp_path, capsys):
         (["export", str(QUICKSTART_BEST), "--onnx", str(tmp_path / "m.onnx"), "--trial", "1"], "applies to a study"),
         (["export", str(QUICKSTART_BEST), "--onnx", str(tmp_path / "m.onnx"), "--out", str(tmp_path)], "give one"),
         (["export", str(tmp_path / "s.db")], "--out is required"),
+        (["export", str(tmp_path / "s.db"), "--pareto", "--onnx", str(tmp_path / "m.onnx")], "pick a trial of the front"),
         (["train", str(QUICKSTART_BEST), "--out", str(tmp_path / "run"), "--onnx", str(tmp_path / "m.txt")],
          "write a path ending in .onnx"),
     ]
