@@ -130,8 +130,10 @@ def _score_vs_cost(trials: list[Any], path: Path) -> None:
     a1.scatter([t.flops / 1e9 for t in ok], [t.score for t in ok], s=14, color="#3182bd", alpha=0.8)
     a1.set_xlabel("evaluation cost (GFLOPs)")
     a1.set_ylabel("score")
-    a2.scatter([t.params or 0 for t in ok], [t.score for t in ok], s=14, color="#e6550d", alpha=0.8)
-    a2.set_xscale("log")
+    params = [t.objectives.get("params", t.params or 0) for t in ok]  # measured objective, else the evaluator's
+    a2.scatter(params, [t.score for t in ok], s=14, color="#e6550d", alpha=0.8)
+    if any(v > 0 for v in params):
+        a2.set_xscale("log")
     a2.set_xlabel("parameters of the scored network")
     a2.set_ylabel("score")
     for ax in (a1, a2):
@@ -159,6 +161,7 @@ def _study_body(path: Path, top: int) -> tuple[str, list[str]]:
         space = CellSearchSpace.from_mapping(cfg["space"], where=f"study {path}: space")
         blueprint = resolve_blueprint(cfg["blueprint"])
         curves = _rendered(lambda p: plot_best_over_time(study, p), "best score so far") if counts.get("ok") else ""
+        pareto = _pareto_section(study) if len(cfg.get("objectives") or {}) > 1 else []
     finally:
         study.close()
     space_name = cfg["space"] if isinstance(cfg["space"], str) else cfg["space"].get("name", "custom space")
@@ -173,6 +176,7 @@ def _study_body(path: Path, top: int) -> tuple[str, list[str]]:
         "<div>",
         *(f'<span class="kpi"><b>{_e(v)}</b>{_e(k)}</span>' for k, v in (
             ("evaluated", counts.get("ok", 0)), ("failed", counts.get("failed", 0)),
+            *((("infeasible (never trained)", counts["infeasible"]),) if counts.get("infeasible") else ()),
             ("duplicates served from the study", counts.get("cached", 0)), ("unfinished", counts.get("running", 0)),
             ("best score", _num(best[0].score) if best else "n/a"),
             ("compute (TFLOPs)", f"{totals['flops'] / 1e12:.3f}"), ("trial seconds", f"{totals['seconds']:.1f}"))),
@@ -180,6 +184,7 @@ def _study_body(path: Path, top: int) -> tuple[str, list[str]]:
         "<h2>Best so far</h2>",
         f"<div class=\"plots\">{curves or '<p>No evaluated trials yet.</p>'}</div>",
     ]
+    body += pareto
     if counts.get("ok"):
         body += ["<h2>Score versus cost</h2>",
                  f"<div class=\"plots\">{_rendered(lambda p: _score_vs_cost(trials, p), 'score versus cost')}</div>"]
@@ -216,6 +221,26 @@ def _study_body(path: Path, top: int) -> tuple[str, list[str]]:
     else:
         body.append("<p>None.</p>")
     return title, body
+
+
+def _pareto_section(study: Any) -> list[str]:
+    """The non-dominated trials of a study with several objectives: plot, hypervolume, table."""
+    from gtn_search.pareto_report import pareto_summary, plot_pareto
+
+    summary = pareto_summary(study)
+    names = summary.objectives.names
+    out = ["<h2>Pareto front</h2>",
+           f"<p class=\"meta\">{len(summary.front)} non-dominated of {len(summary.points)} evaluated trials "
+           f"(objectives {_e(', '.join(f'{n} ({d})' for n, d in zip(names, summary.objectives.directions)))}); "
+           f"hypervolume <b>{summary.hypervolume:.6g}</b> against the reference point "
+           f"{_e(', '.join(summary.reference_how))}.</p>"]
+    if not summary.points:
+        return [*out, "<p>No evaluated trials with every objective value yet.</p>"]
+    out.append(f"<div class=\"plots\">{_rendered(lambda p: plot_pareto(summary, p), 'Pareto fronts')}</div>")
+    rows = ["<tr>" + _cell(t.number) + "".join(_cell(_num(t.objectives[n]), t.objectives[n]) for n in names)
+            + _cell(t.hash[:12], text=True) + "</tr>" for t in summary.front]
+    out.append(_table([("trial", False), *((n, False) for n in names), ("hash", True)], rows))
+    return out
 
 
 # -- a comparison ---------------------------------------------------------------------------------

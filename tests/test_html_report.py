@@ -136,3 +136,23 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
                     f"--screenshot={shot}", "--window-size=1280,2000", out.as_uri()],
                    check=True, capture_output=True, timeout=120)
     assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 20_000
+
+
+def test_a_multi_objective_study_report_shows_its_front(tmp_path):
+    from gtn_search.pareto_report import pareto_summary
+
+    cfg = SearchConfig.model_validate({
+        "study": str(tmp_path / "mo.db"), "space": "gtn-nas", "blueprint": TINY_BP, "strategy": "random",
+        "evaluator": "synthetic", "budget": {"trials": 20}, "seed": 0,
+        "objectives": {"score": "max", "params": "min"}, "constraints": {"params": "<= 330"}})
+    run_search(cfg, progress=False)
+    text, page = _parse(write_html_report(Path(cfg.study), tmp_path / "mo.html", top=2))
+    db = Study(cfg.study, create=False)
+    try:
+        summary, infeasible = pareto_summary(db), db.counts().get("infeasible", 0)
+    finally:
+        db.close()
+    assert "<h2>Pareto front</h2>" in text and f"hypervolume <b>{summary.hypervolume:.6g}</b>" in text
+    assert infeasible and f"<b>{infeasible}</b>infeasible (never trained)" in text
+    assert all(f">{t.hash[:12]}<" in text for t in summary.front)
+    assert text.count("data:image/png;base64,") == 3 + 2  # best, score vs cost, Pareto; a drawing per top trial
