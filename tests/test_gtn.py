@@ -338,3 +338,70 @@ def test_sample_from_a_checkpoint_needs_no_dataset(tmp_path, mnist_root, capsys,
     save_tensor_file(tmp_path / "old.pt", old)
     assert teaching_set_from_checkpoint(tmp_path / "old.pt").mean == ()
     assert main(["gtn", "sample", str(tmp_path / "old.pt"), "--out", str(tmp_path / "old.png")]) == 0
+
+
+def _tiny_gtn_config(**overrides):
+    from gtn_search.gtn.config import load_config
+
+    return load_config(None, {
+        "generator": {"noise_dim": 8, "hidden": 32, "channels": 8}, "inner_steps": 3, "inner_batch": 16,
+        "learner": {"kind": "nas", "blueprint": {"channels": 2, "stages": 1, "cells_per_stage": 1,
+                                                  "stem_multiplier": 2}},
+        "meta_iterations": 3, "meta_batch": 16, "inner_lr": 0.1, "monitor_every": 0, "intermediate_every": 0,
+        "device": "cpu", **overrides})
+
+
+def test_one_learner_per_iteration_is_meta_training_as_it_was_bit_for_bit(mnist_root):
+    """Values written by the code before learners_per_iteration existed (same config, one thread)."""
+    import torch
+
+    from gtn_search.data import load_dataset
+    from gtn_search.gtn.meta_train import MetaTrainer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer = MetaTrainer(_tiny_gtn_config(), load_dataset("mnist", mnist_root))
+        for _ in range(3):
+            trainer.step()
+        total = float(sum(p.detach().double().abs().sum() for p in trainer.gtn.parameters()))
+    finally:
+        torch.set_num_threads(threads)
+    assert [float(v).hex() for v in trainer.history["meta_loss"]] == [
+        "0x1.021aee0000000p+2", "0x1.6ed22e0000000p+1", "0x1.1eccbc0000000p+1"]
+    assert total.hex() == "0x1.16f6a140d96c0p+11"
+    assert "learners_per_iteration" not in trainer.config.to_mapping()  # earlier runs' configs unchanged
+
+
+def test_k_learners_per_iteration_average_their_meta_gradients(mnist_root):
+    import torch
+
+    from gtn_search.data import load_dataset
+    from gtn_search.gtn.meta_train import MetaTrainer
+
+    data = load_dataset("mnist", mnist_root)
+    trainer = MetaTrainer(_tiny_gtn_config(learners_per_iteration=3), data)
+    captured = {}
+    step = trainer.meta_opt.step
+
+    def capture(*args, **kwargs):
+        captured.update({n: p.grad.detach().clone() for n, p in trainer.gtn.named_parameters() if p.grad is not None})
+        return step(*args, **kwargs)
+
+    trainer.meta_opt.step = capture
+    record = trainer.step()
+    assert len(record["learner"].split(" | ")) == 3 and len(set(record["learner"].split(" | "))) == 3
+    assert trainer.config.to_mapping()["learners_per_iteration"] == 3
+    # independently: each learner's meta-gradient on its own, then their mean
+    grads = []
+    for k in range(3):
+        alone = MetaTrainer(_tiny_gtn_config(learners_per_iteration=3), data)
+        alone.gtn.train()
+        loss, _, _ = alone._learner_meta_loss(k)
+        g = torch.autograd.grad(loss, [p for _, p in alone.gtn.named_parameters()], allow_unused=True)
+        grads.append({n: gi for (n, _), gi in zip(alone.gtn.named_parameters(), g) if gi is not None})
+    assert captured and set(captured) == set(grads[0])
+    for name, got in captured.items():
+        want = sum(g[name] for g in grads) / 3
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-5)
+    assert record["meta_loss"] > 0

@@ -82,14 +82,18 @@ class MetaTrainer:
             raise TrainingError(f"meta-iteration {self.iteration}: {oom_message(exc)}; lower inner_batch, inner_steps "
                                 f"or meta_batch, or set gradient_checkpointing: true") from None
 
-    def _step(self) -> dict[str, Any]:
+    def _learner_meta_loss(self, k: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """Unroll learner ``k`` of this iteration on the teaching set; its meta-loss, final loss, description.
+
+        Learner 0 uses the iteration's seeds (so one learner per iteration is what it always was);
+        learner k > 0 its own architecture/initialisation and real batches.
+        """
         cfg, it = self.config, self.iteration
-        start = time.perf_counter()
+        extra = () if k == 0 else (k,)
         learner, description = make_learner(cfg.learner, self.data.shape, self.data.num_classes,
-                                             derive_seed(cfg.seed, "learner", it))
+                                             derive_seed(cfg.seed, "learner", it, *extra))
         learner.to(self.device)
-        batch_rng = torch_rng(cfg.seed, "meta-batch", it)
-        self.gtn.train()
+        batch_rng = torch_rng(cfg.seed, "meta-batch", it, *extra)
         images, targets = self.gtn.teaching_batches(torch_rng(cfg.seed, "curriculum", it))
         lr, momentum = self.gtn.schedule()
         every = cfg.intermediate_every
@@ -108,11 +112,28 @@ class MetaTrainer:
         meta_loss = final_loss
         if result.intermediate_loss is not None:
             meta_loss = meta_loss + cfg.intermediate_weight * result.intermediate_loss
+        return meta_loss, final_loss, description
+
+    def _step(self) -> dict[str, Any]:
+        cfg, it = self.config, self.iteration
+        start = time.perf_counter()
+        self.gtn.train()
         self.meta_opt.zero_grad(set_to_none=True)
-        skipped = not torch.isfinite(meta_loss)
+        count = cfg.learners_per_iteration
+        losses, finals, descriptions = [], [], []
+        skipped = False
+        for k in range(count):  # each learner is back-propagated before the next is unrolled: one graph at a time
+            meta_loss, final_loss, description = self._learner_meta_loss(k)
+            losses.append(float(meta_loss.detach()))
+            finals.append(float(final_loss.detach()))
+            descriptions.append(description)
+            if not torch.isfinite(meta_loss):
+                skipped = True
+                break
+            (meta_loss / count if count > 1 else meta_loss).backward()
+            del meta_loss, final_loss
         grad_norm = float("nan")
         if not skipped:
-            meta_loss.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(
                 self.gtn.parameters(), max_norm=cfg.grad_clip if cfg.grad_clip else float("inf")))
             skipped = not math.isfinite(grad_norm)
@@ -125,9 +146,9 @@ class MetaTrainer:
             self.nonfinite_streak = 0
         self.meta_opt.zero_grad(set_to_none=True)
         record = {
-            "iteration": it, "meta_loss": float(meta_loss.detach()), "final_loss": float(final_loss.detach()),
+            "iteration": it, "meta_loss": sum(losses) / len(losses), "final_loss": sum(finals) / len(finals),
             "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-            "seconds": time.perf_counter() - start, "learner": description,
+            "seconds": time.perf_counter() - start, "learner": " | ".join(descriptions),
         }
         with warnings.catch_warnings():  # a skipped update is deliberate; the schedule still advances
             warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
