@@ -389,9 +389,14 @@ class NevergradStrategy(Strategy):
 
 
 def make_strategy(name: str, space: CellSearchSpace, seed: int = 0, **options: Any) -> Strategy:
-    """Instantiate a registered strategy, or ``ng:<Optimizer>`` for any Nevergrad optimizer."""
+    """Instantiate a registered strategy, ``ng:<Optimizer>`` for any Nevergrad optimizer, or
+    ``optuna:<Sampler>`` for any Optuna sampler."""
     if isinstance(name, str) and name.startswith(PREFIX):
         return NevergradStrategy(space, seed, optimizer=name[len(PREFIX):], **options)
+    if isinstance(name, str) and name.startswith("optuna:"):
+        from strategies.optuna_adapter import OptunaStrategy
+
+        return OptunaStrategy(space, seed, sampler=name[len("optuna:"):], **options)
     cls = STRATEGIES.get(name, where="strategy")
     try:
         return cls(space, seed, **options)

@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     st = sub.add_parser("strategies", help="list the available search strategies")
     st.add_argument("--nevergrad", action="store_true", help="list every Nevergrad optimizer usable as ng:<Name>")
+    st.add_argument("--optuna", action="store_true", help="list every Optuna sampler usable as optuna:<Name>")
     st.set_defaults(func=cmd_strategies)
 
     sh = sub.add_parser("show", help="print a study's summary table and draw best-score-over-time")
@@ -98,12 +99,19 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
         print("\n".join(f"ng:{name}" for name in nevergrad_optimizers()))
         return 0
+    if args.optuna:
+        from strategies.optuna_adapter import optuna_samplers
+
+        print("\n".join(f"optuna:{name}" for name in optuna_samplers()))
+        return 0
     entries = STRATEGIES.entries()
-    width = max(len(e.name) for e in entries)
+    width = max([len(e.name) for e in entries] + [len("optuna:<Sampler>")])
     for e in entries:
         print(f"{e.name:<{width}}  {e.description}  [{e.source}]")
     print(f"{'ng:<Name>':<{width}}  any optimizer in nevergrad.optimizers.registry, e.g. ng:NGOpt, ng:TwoPointsDE, "
           f"ng:DiscreteOnePlusOne, ng:PortfolioDiscreteOnePlusOne (all: --nevergrad)")
+    print(f"{'optuna:<Sampler>':<{width}}  any sampler in optuna.samplers, e.g. optuna:TPESampler, "
+          f"optuna:NSGAIISampler, optuna:CmaEsSampler (all: --optuna; needs pip install 'gtn-search[optuna]')")
     return 0
 
 
