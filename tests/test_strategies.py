@@ -16,9 +16,10 @@ from strategies import RegularizedEvolution, Strategy, make_strategy
 SPACE = get_space("gtn-nas")
 TARGET = SPACE.encode(SPACE.sample(np.random.default_rng(99)))
 BUDGET = 300
-#: every registered strategy, plus the Nevergrad optimizers the issue names
-NAMES = sorted(set(STRATEGIES.names()) - {"nevergrad"}) + [
+#: every registered strategy, plus the Nevergrad optimizers and Optuna samplers the issues name
+NAMES = sorted(set(STRATEGIES.names()) - {"nevergrad", "optuna"}) + [
     "ng:NGOpt", "ng:TwoPointsDE", "ng:DiscreteOnePlusOne", "ng:PortfolioDiscreteOnePlusOne",
+    "optuna:TPESampler", "optuna:NSGAIISampler", "optuna:CmaEsSampler", "optuna:RandomSampler",
     "toy-hill-climb",  # the throw-away plugin package, discovered through its entry point
 ]
 PLUGIN = "toy-hill-climb"
