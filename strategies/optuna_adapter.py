@@ -75,6 +75,8 @@ ENCODINGS = ("categorical", "ordinal")
 ALTERNATIVE = "TPESampler"
 #: the default encoding of each sampler, from the measurement in the module docstring
 DEFAULT_ENCODING = {"CmaEsSampler": "ordinal", "QMCSampler": "ordinal"}
+#: samplers that model numbers only: given categorical parameters, they draw them independently at random
+NUMERIC_ONLY = ("CmaEsSampler", "QMCSampler")
 #: samplers that need something a strategy cannot give them, and why
 REFUSED = {
     "GridSampler": "needs its grid (search_space), one list of values per parameter, which a strategy over a "
@@ -186,6 +188,14 @@ class OptunaStrategy(Strategy):
                 raise ConfigError(f"strategy {PREFIX}{self.sampler_name}: unknown option '{key}'"
                                   f"{did_you_mean(key, valid)}; valid: {', '.join(valid + ['encoding'])}")
         self.options = dict(options)
+        #: the sampler's keyword arguments: the options (for a sampler of numbers, no warning per parameter
+        #: and trial sampled at random: one is logged here instead)
+        quiet = self.sampler_name in NUMERIC_ONLY and "warn_independent_sampling" in valid
+        self._kwargs: dict[str, Any] = {"warn_independent_sampling": False} if quiet else {}
+        self._kwargs.update(self.options)
+        if self.sampler_name in NUMERIC_ONLY and encoding == "categorical":
+            log.warning("strategy %s%s models numbers only: with encoding categorical it draws every choice at "
+                        "random (the default encoding ordinal lets it model them)", PREFIX, self.sampler_name)
         cards = np.array(space.cardinalities())
         self._cards = cards
         self._free = [int(i) for i in np.flatnonzero(cards > 1)]  # entries with a real choice
@@ -201,7 +211,7 @@ class OptunaStrategy(Strategy):
         seed = derive_seed(self.seed, "optuna") % (2**32)
         try:
             with _quiet():
-                return self._cls(**copy.deepcopy(self.options), seed=seed)
+                return self._cls(**copy.deepcopy(self._kwargs), seed=seed)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"strategy {PREFIX}{self.sampler_name}: bad options {self.options}: "
                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
@@ -245,7 +255,7 @@ class OptunaStrategy(Strategy):
     # -- the up-front check ---------------------------------------------------------------------
     def _startup_trials(self) -> int:
         """How many first trials the sampler draws at random (its n_startup_trials or population)."""
-        bound = inspect.signature(self._cls).bind_partial(**self.options)
+        bound = inspect.signature(self._cls).bind_partial(**self._kwargs)
         bound.apply_defaults()
         counts = [bound.arguments.get(k) for k in ("n_startup_trials", "population_size")]
         return max([c for c in counts if isinstance(c, int)], default=0)
