@@ -244,3 +244,26 @@ def test_cli_lists_the_samplers(capsys):
     assert "optuna:GridSampler" not in names
     assert main(["strategies"]) == 0
     assert "optuna:<Sampler>" in capsys.readouterr().out
+
+
+def test_a_search_with_an_optuna_sampler_resumes_as_if_uninterrupted(tmp_path):
+    """A study extended from 12 to 24 trials (snapshot, replay) equals one run to 24 at once."""
+    from gtn_search.runner import SearchRunner
+    from gtn_search.search_config import SearchConfig
+    from gtn_search.storage import Study
+
+    def search(name: str, trials: int) -> list[str]:
+        config = SearchConfig.model_validate({
+            "study": str(tmp_path / f"{name}.db"), "space": "gtn-nas", "blueprint": "mnist-tiny",
+            "strategy": {"name": "optuna:TPESampler", "options": {"n_startup_trials": 5}},
+            "evaluator": {"name": "synthetic"}, "budget": {"trials": trials}, "seed": 0, "workers": 1,
+        })
+        SearchRunner(config, progress=False, snapshot_every=5).run()
+        study = Study(config.study)
+        try:
+            return [t.hash for t in study.trials()]
+        finally:
+            study.close()
+
+    search("extended", 12)
+    assert search("extended", 24) == search("whole", 24)
