@@ -118,6 +118,9 @@ RESERVED = {
 }
 #: asks of the probe beyond the sampler's start-up trials (twice, when a strategy is built)
 PROBE_ASKS = 8
+#: ... fewer, but at least PROBE_MIN_ASKS, once those took more than PROBE_SECONDS (a slow sampler)
+PROBE_MIN_ASKS = 2
+PROBE_SECONDS = 5.0
 #: candidates in flight during the probe
 PROBE_IN_FLIGHT = 2
 #: a probe slower than this per ask after the start-up trials logs a warning
@@ -290,9 +293,9 @@ class OptunaStrategy(Strategy):
         """Refuse the sampler now if it needs a missing package, fails here, or does not replay.
 
         Runs it twice from the strategy's settings on a synthetic objective (with ``objectives``
-        values) for its start-up trials plus :data:`PROBE_ASKS`, :data:`PROBE_IN_FLIGHT` candidates
-        in flight and every fifth one failed; both runs must propose the same candidates, as a
-        resumed study replays them. The verdict is cached per sampler, settings, space and objectives.
+        values) for its start-up trials plus :data:`PROBE_ASKS` (fewer if slow), with
+        :data:`PROBE_IN_FLIGHT` candidates in flight and every fifth one failed; both runs must
+        propose the same candidates, as a resumed study replays them. The verdict is cached per sampler, settings, space and objectives.
         """
         key = (self.sampler_name, self.encoding, repr(sorted(self.options.items())), tuple(self._cards.tolist()),
                objectives)
@@ -307,8 +310,8 @@ class OptunaStrategy(Strategy):
         startup = self._startup_trials()
         asks = startup + PROBE_ASKS
         try:
-            first, _ = self._probe_run(objectives, asks, startup)
-            second, seconds = self._probe_run(objectives, asks, startup)
+            first, seconds = self._probe_run(objectives, asks, startup, limit=PROBE_SECONDS)
+            second, _ = self._probe_run(objectives, len(first), startup)
         except ImportError as exc:
             package = (getattr(exc, "name", None) or "?").split(".")[0]
             return MissingPackageError, (f"strategy {name} needs the package '{package}' (pip install {package}); "
@@ -333,23 +336,34 @@ class OptunaStrategy(Strategy):
                         "(it grows with the history; resuming replays every past ask)", name, seconds, startup)
         return None
 
-    def _probe_run(self, objectives: int, asks: int, startup: int) -> tuple[list[list[int]], float]:
-        """Candidates of one probe run on a synthetic objective, and seconds per ask after start-up."""
+    def _probe_run(self, objectives: int, asks: int, startup: int,
+                   limit: float | None = None) -> tuple[list[list[int]], float]:
+        """Candidates of one probe run on a synthetic objective, and seconds per ask after start-up.
+
+        With ``limit``, no new candidate is asked once :data:`PROBE_MIN_ASKS` past the start-up
+        took longer than ``limit`` seconds (a slow sampler such as the GP is probed briefly).
+        """
         study = self._make_study(objectives)
         weights = np.random.RandomState(7).uniform(size=(objectives, len(self._cards)))
         vectors: list[list[int]] = []
         in_flight: list[tuple[Any, list[int]]] = []
-        start = 0.0
-        while len(vectors) < asks:
-            while len(in_flight) < PROBE_IN_FLIGHT and len(vectors) + len(in_flight) < asks:
-                if len(vectors) + len(in_flight) == startup:
+        asked, start = 0, time.monotonic()
+
+        def more() -> bool:
+            late = limit is not None and asked >= startup + PROBE_MIN_ASKS and time.monotonic() - start > limit
+            return asked < asks and not late
+
+        while in_flight or more():
+            while len(in_flight) < PROBE_IN_FLIGHT and more():
+                if asked == startup:
                     start = time.monotonic()
                 in_flight.append(self._study_ask(study))
+                asked += 1
             trial, vector = in_flight.pop(0)
             values = np.sin(weights @ np.array(vector, dtype=float) * 12.9898) % 1.0
             self._study_tell(study, trial, None if len(vectors) % 5 == 4 else [float(v) for v in values])
             vectors.append(vector)
-        return vectors, (time.monotonic() - start) / max(1, asks - startup)
+        return vectors, (time.monotonic() - start) / max(1, asked - startup)
 
     # -- Strategy hooks -------------------------------------------------------------------------
     def set_objectives(self, count: int) -> None:
