@@ -35,6 +35,9 @@ categorical one states the truth (operations have no order) and TPE runs twice a
 random (CMA-ES scores as random search with them, 0.33 vs 0.39). The option ``encoding`` overrides
 the default. QMC is scrambled by default (Optuna's default, unscrambled, ignores the seed: every
 search seed would propose the same candidates); as a space-filling design it scores as random.
+``GPSampler`` is not in the table: on this 30-parameter space it takes 4 to 14 s per ask after its
+10 start-up trials (2 shared cores, either encoding), so 300 trials take the better part of an hour;
+a warning says so when it is built.
 
 Several objectives: the study is created at the first ask with one ``maximize`` direction per
 objective, so the multi-objective samplers (TPE as MOTPE, NSGA-II, NSGA-III, GP, random, QMC,
@@ -51,7 +54,7 @@ sampler fills with pickled optimizers) and in seeded ``RandomState`` objects; gt
 pickle back. The state is therefore the ask/tell event log; restoring re-creates the sampler with
 the same seed (derived from the strategy seed) and replays the log through ``study.ask`` and
 ``study.tell``, checking that every replayed ask proposes the saved candidate. Replay costs one
-ask/tell per past event. A sampler that would not replay is refused when the strategy is built: a
+ask/tell per past event: after 300 trials, TPE restores in 7 s (the run took 8 s), NSGA-II in 2 s. A sampler that would not replay is refused when the strategy is built: a
 probe runs it twice from the same settings past its start-up trials (random ones) with two
 candidates in flight and failures, and both runs must propose the same candidates; otherwise
 :class:`~gtn_search.errors.NotResumableError`, or
