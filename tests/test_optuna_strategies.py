@@ -246,24 +246,32 @@ def test_cli_lists_the_samplers(capsys):
     assert "optuna:<Sampler>" in capsys.readouterr().out
 
 
-def test_a_search_with_an_optuna_sampler_resumes_as_if_uninterrupted(tmp_path):
-    """A study extended from 12 to 24 trials (snapshot, replay) equals one run to 24 at once."""
+@pytest.mark.parametrize("name, mo", [("TPESampler", False), ("NSGAIISampler", True)], ids=["TPE", "NSGA-II-mo"])
+def test_a_search_with_an_optuna_sampler_resumes_as_if_uninterrupted(tmp_path, name, mo):
+    """A study extended from 12 to 24 trials (snapshot, replay) equals one run to 24 at once; with
+    NSGA-II on two objectives and a size constraint that makes some candidates infeasible."""
     from gtn_search.runner import SearchRunner
     from gtn_search.search_config import SearchConfig
     from gtn_search.storage import Study
 
-    def search(name: str, trials: int) -> list[str]:
+    options = {"population_size": 6} if name == "NSGAIISampler" else {"n_startup_trials": 5}
+    extra = {"objectives": {"score": "max", "params": "min"}, "constraints": {"params": "<= 2500"}} if mo else {}
+
+    def search(study: str, trials: int) -> list[tuple[str, str]]:
         config = SearchConfig.model_validate({
-            "study": str(tmp_path / f"{name}.db"), "space": "gtn-nas", "blueprint": "mnist-tiny",
-            "strategy": {"name": "optuna:TPESampler", "options": {"n_startup_trials": 5}},
-            "evaluator": {"name": "synthetic"}, "budget": {"trials": trials}, "seed": 0, "workers": 1,
+            "study": str(tmp_path / f"{study}.db"), "space": "gtn-nas", "blueprint": "mnist-tiny",
+            "strategy": {"name": f"optuna:{name}", "options": options}, "evaluator": {"name": "synthetic"},
+            "budget": {"trials": trials}, "seed": 0, "workers": 1, **extra,
         })
         SearchRunner(config, progress=False, snapshot_every=5).run()
-        study = Study(config.study)
+        db = Study(config.study)
         try:
-            return [t.hash for t in study.trials()]
+            return [(t.hash, t.status) for t in db.trials()]
         finally:
-            study.close()
+            db.close()
 
     search("extended", 12)
-    assert search("extended", 24) == search("whole", 24)
+    extended = search("extended", 24)
+    assert extended == search("whole", 24)
+    if mo:
+        assert {"ok", "infeasible"} <= {status for _, status in extended}, extended
