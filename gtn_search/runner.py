@@ -102,6 +102,10 @@ class SearchRunner:
     def _make_strategy(self) -> Strategy:
         config = self.config
         options = dict(config.strategy.options)
+        for reserved in ("space", "seed"):
+            if reserved in options:
+                raise ConfigError(f"strategy '{config.strategy.name}': option '{reserved}' cannot be set in the "
+                                  f"strategy's options; the search sets it (the config's top-level '{reserved}')")
         if config.strategy.name.startswith("ng:") or config.strategy.name == "nevergrad":
             options.setdefault("budget", config.budget.trials)
             options.setdefault("num_workers", config.workers)

@@ -391,6 +391,10 @@ class NevergradStrategy(Strategy):
 def make_strategy(name: str, space: CellSearchSpace, seed: int = 0, **options: Any) -> Strategy:
     """Instantiate a registered strategy, ``ng:<Optimizer>`` for any Nevergrad optimizer, or
     ``optuna:<Sampler>`` for any Optuna sampler."""
+    named = "optimizer" if str(name).startswith(PREFIX) else "sampler" if str(name).startswith("optuna:") else None
+    if named is not None and named in options:
+        raise ConfigError(f"strategy '{name}': option '{named}' cannot be set in the strategy's options; it is in "
+                          f"the name ({name})")
     if isinstance(name, str) and name.startswith(PREFIX):
         return NevergradStrategy(space, seed, optimizer=name[len(PREFIX):], **options)
     if isinstance(name, str) and name.startswith("optuna:"):

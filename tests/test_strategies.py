@@ -160,3 +160,21 @@ def test_plugin_is_listed_by_the_cli(toy_plugin, capsys):
     assert main(["strategies"]) == 0
     out = capsys.readouterr().out
     assert PLUGIN in out and "entry point toy_gtn_plugin:HillClimb" in out and "Hill climbing" in out
+
+
+@pytest.mark.parametrize("name, option, hint", [("ng:NGOpt", "optimizer", "it is in the name"),
+                                                ("optuna:TPESampler", "sampler", "it is in the name")])
+def test_options_the_name_sets_are_refused_in_strategy_options(name, option, hint):
+    with pytest.raises(ConfigError, match=hint):
+        make_strategy(name, SPACE, 0, **{option: 1})
+
+
+@pytest.mark.parametrize("option", ["seed", "space"])
+def test_options_the_search_sets_are_refused_in_strategy_options(tmp_path, option):
+    from gtn_search.runner import SearchRunner
+    from gtn_search.search_config import SearchConfig
+
+    cfg = SearchConfig.model_validate({"study": str(tmp_path / "s.db"), "evaluator": "synthetic",
+                                       "strategy": {"name": "evolution", "options": {option: 3}}})
+    with pytest.raises(ConfigError, match=f"option '{option}' cannot be set in the strategy's options; the search"):
+        SearchRunner(cfg, progress=False)
