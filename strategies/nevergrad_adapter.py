@@ -22,6 +22,19 @@ under both encodings. Hence the ordinal default.
 Nevergrad minimises, so it is told ``-score``; a failed candidate is told ``+inf``. Its randomness
 comes from a ``RandomState`` seeded by the strategy seed.
 
+Several objectives (``set_objectives(n)``, n > 1): the optimizer is told ``num_objectives = n``
+before its first ask (so ``NGOpt`` chooses knowing it) and each result as the list of losses
+(negated values); Nevergrad keeps the Pareto front and hands its inner optimizer a hypervolume
+loss, with the reference point set from the first 15 tells (its ``auto_bound``). A failed or
+infeasible candidate cannot be told ``[inf, ...]``: inside the auto-bound phase that would make
+the reference point infinite and every later hypervolume infinite or NaN. It is told, instead, a
+loss vector strictly worse than every success so far in every objective (per objective:
+``worst + (worst - best) + 1`` over the successes told), which Nevergrad treats as a "uniformly
+worst point" (loss +inf to the inner optimizer, reference point and front untouched) or, after the
+auto-bound phase, as a point beyond the reference (a large loss, front untouched). Failures that
+arrive before the first success are held back and told right after it, in the order they came.
+The loss vectors told are logged, so a replay is exact.
+
 State: Nevergrad optimizers cannot be serialised without pickle, which gtn-search refuses to read
 back. The state is therefore the optimizer's ask/tell event log; restoring re-creates the
 optimizer with the same seed and replays the log. Replay costs one ask/tell per past event.
@@ -213,6 +226,8 @@ def _sub_optimizers(optimizer: Any) -> Iterator[Any]:
 class NevergradStrategy(Strategy):
     """A Nevergrad optimizer over the space's choice vector (also spelt ng:<Optimizer>)."""
 
+    multi_objective = True
+
     def __init__(
         self,
         space: CellSearchSpace,
@@ -242,6 +257,10 @@ class NevergradStrategy(Strategy):
         self.num_workers = num_workers
         self._events: list[list[Any]] = []
         self._by_number: dict[int, Any] = {}
+        #: with several objectives: per objective the worst and best loss of the successes told
+        self._loss_range: list[list[float]] | None = None
+        #: failed candidates held back until the first success (several objectives only)
+        self._deferred: list[int] = []
         self._probe()
         self._optimizer = self._make_optimizer()
 
@@ -257,9 +276,20 @@ class NevergradStrategy(Strategy):
                 param = ng.p.Array(shape=(len(self._free),), lower=np.zeros_like(upper),
                                    upper=upper).set_integer_casting()
             param.random_state = np.random.RandomState(self.seed % (2**32))
-            return ng.optimizers.registry[self.optimizer_name](
+            optimizer = ng.optimizers.registry[self.optimizer_name](
                 parametrization=param, budget=self.budget, num_workers=self.num_workers
             )
+            if self.num_objectives > 1:
+                optimizer.num_objectives = self.num_objectives
+            return optimizer
+
+    def set_objectives(self, count: int) -> None:
+        """Declare the number of objectives; with several, the optimizer is re-made (and probed) for them."""
+        before = self.num_objectives
+        super().set_objectives(count)
+        if count != before:
+            self._probe()
+            self._optimizer = self._make_optimizer()
 
     @contextmanager
     def _calling(self) -> Iterator[None]:
@@ -284,7 +314,7 @@ class NevergradStrategy(Strategy):
         vec[self._free] = np.clip(choices, 0, self._cards[self._free] - 1)
         return [int(v) for v in vec]
 
-    def _ng_tell(self, cand: Any, loss: float) -> None:
+    def _ng_tell(self, cand: Any, loss: float | list[float]) -> None:
         with self._calling():
             self._optimizer.tell(cand, loss)
 
@@ -296,7 +326,8 @@ class NevergradStrategy(Strategy):
         (as many in flight as ``num_workers``); both runs must propose the same candidates, as a
         resumed study replays them. The verdict is cached per optimizer, settings and space.
         """
-        key = (self.optimizer_name, self.encoding, self.budget, self.num_workers, tuple(self._cards.tolist()))
+        key = (self.optimizer_name, self.encoding, self.budget, self.num_workers, tuple(self._cards.tolist()),
+               self.num_objectives)
         if key not in _PROBED:
             _PROBED[key] = self._probe_runs()
         verdict = _PROBED[key]
@@ -339,13 +370,14 @@ class NevergradStrategy(Strategy):
     def _probe_run(self) -> list[list[int]]:
         """Candidates of one probe run on a synthetic loss (a fixed pseudo-random function)."""
         self._optimizer = self._make_optimizer()
-        weights = np.random.RandomState(7).uniform(size=len(self._cards))
+        weights = np.random.RandomState(7).uniform(size=(self.num_objectives, len(self._cards)))
         vectors, in_flight = [], []
         while len(vectors) < PROBE_ASKS:
             while len(in_flight) < self.num_workers and len(vectors) + len(in_flight) < PROBE_ASKS:
                 in_flight.append(self._ng_ask())
             cand, vector = in_flight.pop(0)
-            self._ng_tell(cand, float(np.sin(weights @ np.array(vector, dtype=float) * 12.9898) % 1.0))
+            losses = [float(v) for v in np.sin(weights @ np.array(vector, dtype=float) * 12.9898) % 1.0]
+            self._ng_tell(cand, losses[0] if self.num_objectives == 1 else losses)
             vectors.append(vector)
         return vectors
 
@@ -357,14 +389,39 @@ class NevergradStrategy(Strategy):
         self._events.append(["ask", number, vector])
         return self.decode(vector)
 
-    def _tell(self, candidate: Candidate, score: float | None) -> None:
-        loss = float("inf") if score is None else -score
-        self._ng_tell(self._by_number.pop(candidate.number), loss)
-        self._events.append(["tell", candidate.number, loss])
+    def _tell(self, candidate: Candidate, score: Any) -> None:
+        if self.num_objectives == 1:
+            self._tell_loss(candidate.number, float("inf") if score is None else -score)
+            return
+        if score is None:
+            if self._loss_range is None:  # nothing to be worse than yet: told after the first success
+                self._deferred.append(candidate.number)
+            else:
+                self._tell_loss(candidate.number, self._failure_losses())
+            return
+        losses = [-float(v) for v in score]
+        if self._loss_range is None:
+            self._loss_range = [list(losses), list(losses)]
+        worst, best = self._loss_range
+        self._loss_range = [[max(w, v) for w, v in zip(worst, losses)], [min(b, v) for b, v in zip(best, losses)]]
+        self._tell_loss(candidate.number, losses)
+        while self._deferred:
+            self._tell_loss(self._deferred.pop(0), self._failure_losses())
+
+    def _failure_losses(self) -> list[float]:
+        """Losses strictly worse than every success told so far, in every objective."""
+        assert self._loss_range is not None
+        worst, best = self._loss_range
+        return [w + (w - b) + 1.0 for w, b in zip(worst, best)]
+
+    def _tell_loss(self, number: int, loss: float | list[float]) -> None:
+        self._ng_tell(self._by_number.pop(number), loss)
+        self._events.append(["tell", number, loss])
 
     def _state(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer_name, "encoding": self.encoding, "budget": self.budget,
-                "num_workers": self.num_workers, "events": self._events}
+                "num_workers": self.num_workers, "events": self._events, "loss_range": self._loss_range,
+                "deferred": self._deferred}
 
     def _load_state(self, state: dict[str, Any]) -> None:
         if (state["optimizer"], state["encoding"]) != (self.optimizer_name, self.encoding):
@@ -374,6 +431,8 @@ class NevergradStrategy(Strategy):
         self.budget, self.num_workers = state["budget"], state["num_workers"]
         self._optimizer = self._make_optimizer()
         self._events, self._by_number = [], {}
+        self._loss_range = state.get("loss_range")
+        self._deferred = [int(n) for n in state.get("deferred", [])]
         for kind, number, value in state["events"]:
             if kind == "ask":
                 cand, vector = self._ng_ask()
@@ -384,7 +443,8 @@ class NevergradStrategy(Strategy):
                         f"numpy?); continue it with those, or start a new study")
                 self._by_number[number] = cand
             else:
-                self._ng_tell(self._by_number.pop(number), float(value))
+                loss = [float(v) for v in value] if isinstance(value, list) else float(value)
+                self._ng_tell(self._by_number.pop(number), loss)
             self._events.append([kind, number, value])
 
 
