@@ -95,11 +95,12 @@ def test_mo_evolution_beats_random_on_hypervolume_at_equal_trials():
 
 @pytest.mark.parametrize("name", ["mo-evolution", "ng:DE", "ng:NGOpt", "random"])
 def test_resume_mid_run_gives_the_identical_front(name):
-    _, full = run(two_objective(name, seed=3), 90, in_flight=3)
+    uninterrupted, full = run(two_objective(name, seed=3), 90, in_flight=3)
     # restored into a strategy built with another seed: the saved state (RNG included) wins
     restored, resumed = run(two_objective(name, seed=3), 90, in_flight=3, restore_at=45,
                             make=lambda: two_objective(name, seed=999))
     assert resumed == full
+    assert json.dumps(restored.state_dict()) == json.dumps(uninterrupted.state_dict())  # population, events
     assert front_of(resumed) == front_of(full) and len(front_of(full)) >= 2
     assert {kind for _, _, kind, _ in full} == {"ok", "failed", "infeasible"}
 
