@@ -26,14 +26,17 @@ Several objectives (``set_objectives(n)``, n > 1): the optimizer is told ``num_o
 before its first ask (so ``NGOpt`` chooses knowing it) and each result as the list of losses
 (negated values); Nevergrad keeps the Pareto front and hands its inner optimizer a hypervolume
 loss, with the reference point set from the first 15 tells (its ``auto_bound``). A failed or
-infeasible candidate cannot be told ``[inf, ...]``: inside the auto-bound phase that would make
-the reference point infinite and every later hypervolume infinite or NaN. It is told, instead, a
-loss vector strictly worse than every success so far in every objective (per objective:
-``worst + (worst - best) + 1`` over the successes told), which Nevergrad treats as a "uniformly
-worst point" (loss +inf to the inner optimizer, reference point and front untouched) or, after the
-auto-bound phase, as a point beyond the reference (a large loss, front untouched). Failures that
-arrive before the first success are held back and told right after it, in the order they came.
-The loss vectors told are logged, so a replay is exact.
+infeasible candidate has no loss vector, and none can be made up: ``[inf, ...]`` (or any vector
+told before the first success) sets the reference point during the auto-bound phase, so every
+later hypervolume would be infinite, NaN or meaningless, and a finite "worst" vector can land on
+Nevergrad's Pareto front. Holding failures back until a success arrives deadlocks the sequential
+optimizers (scipy and ``cma.fmin`` recasts, e.g. ``Carola8``), which need each tell before the
+next ask. So a failure is told to the **inner optimizer only**, as the loss ``5e20`` (Nevergrad's
+own clip for an infinite loss, what a failure becomes in single-objective mode), with the
+bookkeeping of :meth:`Optimizer.tell` (ask set, tell count) but not its Pareto front, reference
+point or archive; that uses three private members of nevergrad's ``Optimizer``, pinned by
+``.ci/constraints.txt`` (nevergrad 1.0.12) and checked by ``tests/test_mo_strategies.py``. The
+log records it as a scalar loss (successes are lists), so a replay is exact.
 
 State: Nevergrad optimizers cannot be serialised without pickle, which gtn-search refuses to read
 back. The state is therefore the optimizer's ask/tell event log; restoring re-creates the
@@ -97,6 +100,10 @@ PIP_NAMES = {"ax": "ax-platform", "bayes_optim": "bayes-optim", "pybobyqa": "Py-
              "poap": "pySOT", "skopt": "scikit-optimize", "sklearn": "scikit-learn", "bayes_opt": "bayesian-optimization"}
 #: the seed of numpy's global state while Nevergrad is imported
 IMPORT_SEED = 0
+#: with several objectives, the loss a failed candidate gets (Nevergrad's clip for an infinite loss)
+FAILED_LOSS = 5.0e20
+#: the private members of nevergrad's Optimizer that telling a failure with several objectives uses
+_PRIVATE_TELL = ("_asked", "_num_tell", "_num_tell_not_asked", "_internal_tell_candidate", "_internal_tell_not_asked")
 
 log = logging.getLogger(__name__)
 #: the probe's verdict per optimizer, settings and space: None (fine) or the error to raise
@@ -257,10 +264,6 @@ class NevergradStrategy(Strategy):
         self.num_workers = num_workers
         self._events: list[list[Any]] = []
         self._by_number: dict[int, Any] = {}
-        #: with several objectives: per objective the worst and best loss of the successes told
-        self._loss_range: list[list[float]] | None = None
-        #: failed candidates held back until the first success (several objectives only)
-        self._deferred: list[int] = []
         self._probe()
         self._optimizer = self._make_optimizer()
 
@@ -287,6 +290,11 @@ class NevergradStrategy(Strategy):
         """Declare the number of objectives; with several, the optimizer is re-made (and probed) for them."""
         before = self.num_objectives
         super().set_objectives(count)
+        if count > 1 and not all(hasattr(self._optimizer, name) for name in _PRIVATE_TELL):
+            raise ConfigError(
+                f"strategy {PREFIX}{self.optimizer_name}: this nevergrad ({_nevergrad().__version__}) lacks what "
+                f"gtn-search needs to tell it a failed candidate with several objectives (tested with 1.0.12); "
+                f"install nevergrad==1.0.12, or choose mo-evolution")
         if count != before:
             self._probe()
             self._optimizer = self._make_optimizer()
@@ -315,8 +323,29 @@ class NevergradStrategy(Strategy):
         return [int(v) for v in vec]
 
     def _ng_tell(self, cand: Any, loss: float | list[float]) -> None:
+        if self.num_objectives > 1 and not isinstance(loss, list):
+            self._ng_tell_failed(cand, loss)
+            return
         with self._calling():
             self._optimizer.tell(cand, loss)
+
+    def _ng_tell_failed(self, cand: Any, loss: float) -> None:
+        """Several objectives: tell only the inner optimizer that ``cand`` failed (see the module doc).
+
+        What :meth:`nevergrad.optimization.base.Optimizer.tell` does for a scalar loss, less the
+        multi-objective preprocessing, the archive and the callbacks.
+        """
+        opt = self._optimizer
+        with self._calling():
+            cand.freeze()
+            cand.loss = loss
+            if cand.uid in opt._asked:
+                opt._internal_tell_candidate(cand, loss)
+                opt._asked.remove(cand.uid)
+            else:
+                opt._internal_tell_not_asked(cand, loss)
+                opt._num_tell_not_asked += 1
+            opt._num_tell += 1
 
     # -- the up-front check ---------------------------------------------------------------------
     def _probe(self) -> None:
@@ -348,7 +377,8 @@ class NevergradStrategy(Strategy):
                 cause = cause.__cause__ or cause.__context__
             if cause is not None:
                 return MissingPackageError, missing_package(name, cause)
-            return ConfigError, (f"strategy {PREFIX}{name} fails on this search space ({type(exc).__name__}: "
+            objectives = f" with {self.num_objectives} objectives" if self.num_objectives > 1 else ""
+            return ConfigError, (f"strategy {PREFIX}{name} fails on this search space{objectives} ({type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0] if str(exc) else ''}); choose another optimizer, "
                                  f"e.g. {PREFIX}{ALTERNATIVE}")
         if _metamodel_breaks() and any(_metamodel_starts(o) for o in _sub_optimizers(self._optimizer)):
@@ -368,7 +398,8 @@ class NevergradStrategy(Strategy):
         return None
 
     def _probe_run(self) -> list[list[int]]:
-        """Candidates of one probe run on a synthetic loss (a fixed pseudo-random function)."""
+        """Candidates of one probe run on a synthetic loss (a fixed pseudo-random function; with
+        several objectives, one per objective, and some failures)."""
         self._optimizer = self._make_optimizer()
         weights = np.random.RandomState(7).uniform(size=(self.num_objectives, len(self._cards)))
         vectors, in_flight = [], []
@@ -377,7 +408,10 @@ class NevergradStrategy(Strategy):
                 in_flight.append(self._ng_ask())
             cand, vector = in_flight.pop(0)
             losses = [float(v) for v in np.sin(weights @ np.array(vector, dtype=float) * 12.9898) % 1.0]
-            self._ng_tell(cand, losses[0] if self.num_objectives == 1 else losses)
+            if self.num_objectives == 1:
+                self._ng_tell(cand, losses[0])
+            else:  # the first tell and every fourth after it: a failure
+                self._ng_tell(cand, FAILED_LOSS if len(vectors) % 4 == 0 else losses)
             vectors.append(vector)
         return vectors
 
@@ -390,38 +424,17 @@ class NevergradStrategy(Strategy):
         return self.decode(vector)
 
     def _tell(self, candidate: Candidate, score: Any) -> None:
-        if self.num_objectives == 1:
-            self._tell_loss(candidate.number, float("inf") if score is None else -score)
-            return
-        if score is None:
-            if self._loss_range is None:  # nothing to be worse than yet: told after the first success
-                self._deferred.append(candidate.number)
-            else:
-                self._tell_loss(candidate.number, self._failure_losses())
-            return
-        losses = [-float(v) for v in score]
-        if self._loss_range is None:
-            self._loss_range = [list(losses), list(losses)]
-        worst, best = self._loss_range
-        self._loss_range = [[max(w, v) for w, v in zip(worst, losses)], [min(b, v) for b, v in zip(best, losses)]]
-        self._tell_loss(candidate.number, losses)
-        while self._deferred:
-            self._tell_loss(self._deferred.pop(0), self._failure_losses())
-
-    def _failure_losses(self) -> list[float]:
-        """Losses strictly worse than every success told so far, in every objective."""
-        assert self._loss_range is not None
-        worst, best = self._loss_range
-        return [w + (w - b) + 1.0 for w, b in zip(worst, best)]
-
-    def _tell_loss(self, number: int, loss: float | list[float]) -> None:
-        self._ng_tell(self._by_number.pop(number), loss)
-        self._events.append(["tell", number, loss])
+        loss: float | list[float]
+        if score is None:  # several objectives: a scalar loss, told to the inner optimizer only
+            loss = float("inf") if self.num_objectives == 1 else FAILED_LOSS
+        else:
+            loss = -score if self.num_objectives == 1 else [-float(v) for v in score]
+        self._ng_tell(self._by_number.pop(candidate.number), loss)
+        self._events.append(["tell", candidate.number, loss])
 
     def _state(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer_name, "encoding": self.encoding, "budget": self.budget,
-                "num_workers": self.num_workers, "events": self._events, "loss_range": self._loss_range,
-                "deferred": self._deferred}
+                "num_workers": self.num_workers, "events": self._events}
 
     def _load_state(self, state: dict[str, Any]) -> None:
         if (state["optimizer"], state["encoding"]) != (self.optimizer_name, self.encoding):
@@ -431,8 +444,6 @@ class NevergradStrategy(Strategy):
         self.budget, self.num_workers = state["budget"], state["num_workers"]
         self._optimizer = self._make_optimizer()
         self._events, self._by_number = [], {}
-        self._loss_range = state.get("loss_range")
-        self._deferred = [int(n) for n in state.get("deferred", [])]
         for kind, number, value in state["events"]:
             if kind == "ask":
                 cand, vector = self._ng_ask()
