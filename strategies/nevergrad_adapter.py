@@ -22,6 +22,22 @@ under both encodings. Hence the ordinal default.
 Nevergrad minimises, so it is told ``-score``; a failed candidate is told ``+inf``. Its randomness
 comes from a ``RandomState`` seeded by the strategy seed.
 
+Several objectives (``set_objectives(n)``, n > 1): the optimizer is told ``num_objectives = n``
+before its first ask (so ``NGOpt`` chooses knowing it) and each result as the list of losses
+(negated values); Nevergrad keeps the Pareto front and hands its inner optimizer a hypervolume
+loss, with the reference point set from the first 15 tells (its ``auto_bound``). A failed or
+infeasible candidate has no loss vector, and none can be made up: ``[inf, ...]`` (or any vector
+told before the first success) sets the reference point during the auto-bound phase, so every
+later hypervolume would be infinite, NaN or meaningless, and a finite "worst" vector can land on
+Nevergrad's Pareto front. Holding failures back until a success arrives deadlocks the sequential
+optimizers (scipy and ``cma.fmin`` recasts, e.g. ``Carola8``), which need each tell before the
+next ask. So a failure is told to the **inner optimizer only**, as the loss ``5e20`` (Nevergrad's
+own clip for an infinite loss, what a failure becomes in single-objective mode), with the
+bookkeeping of :meth:`Optimizer.tell` (ask set, tell count) but not its Pareto front, reference
+point or archive; that uses three private members of nevergrad's ``Optimizer``, pinned by
+``.ci/constraints.txt`` (nevergrad 1.0.12) and checked by ``tests/test_mo_strategies.py``. The
+log records it as a scalar loss (successes are lists), so a replay is exact.
+
 State: Nevergrad optimizers cannot be serialised without pickle, which gtn-search refuses to read
 back. The state is therefore the optimizer's ask/tell event log; restoring re-creates the
 optimizer with the same seed and replays the log. Replay costs one ask/tell per past event.
@@ -84,6 +100,10 @@ PIP_NAMES = {"ax": "ax-platform", "bayes_optim": "bayes-optim", "pybobyqa": "Py-
              "poap": "pySOT", "skopt": "scikit-optimize", "sklearn": "scikit-learn", "bayes_opt": "bayesian-optimization"}
 #: the seed of numpy's global state while Nevergrad is imported
 IMPORT_SEED = 0
+#: with several objectives, the loss a failed candidate gets (Nevergrad's clip for an infinite loss)
+FAILED_LOSS = 5.0e20
+#: the private members of nevergrad's Optimizer that telling a failure with several objectives uses
+_PRIVATE_TELL = ("_asked", "_num_tell", "_num_tell_not_asked", "_internal_tell_candidate", "_internal_tell_not_asked")
 
 log = logging.getLogger(__name__)
 #: the probe's verdict per optimizer, settings and space: None (fine) or the error to raise
@@ -213,6 +233,8 @@ def _sub_optimizers(optimizer: Any) -> Iterator[Any]:
 class NevergradStrategy(Strategy):
     """A Nevergrad optimizer over the space's choice vector (also spelt ng:<Optimizer>)."""
 
+    multi_objective = True
+
     def __init__(
         self,
         space: CellSearchSpace,
@@ -257,9 +279,25 @@ class NevergradStrategy(Strategy):
                 param = ng.p.Array(shape=(len(self._free),), lower=np.zeros_like(upper),
                                    upper=upper).set_integer_casting()
             param.random_state = np.random.RandomState(self.seed % (2**32))
-            return ng.optimizers.registry[self.optimizer_name](
+            optimizer = ng.optimizers.registry[self.optimizer_name](
                 parametrization=param, budget=self.budget, num_workers=self.num_workers
             )
+            if self.num_objectives > 1:
+                optimizer.num_objectives = self.num_objectives
+            return optimizer
+
+    def set_objectives(self, count: int) -> None:
+        """Declare the number of objectives; with several, the optimizer is re-made (and probed) for them."""
+        before = self.num_objectives
+        super().set_objectives(count)
+        if count > 1 and not all(hasattr(self._optimizer, name) for name in _PRIVATE_TELL):
+            raise ConfigError(
+                f"strategy {PREFIX}{self.optimizer_name}: this nevergrad ({_nevergrad().__version__}) lacks what "
+                f"gtn-search needs to tell it a failed candidate with several objectives (tested with 1.0.12); "
+                f"install nevergrad==1.0.12, or choose mo-evolution")
+        if count != before:
+            self._probe()
+            self._optimizer = self._make_optimizer()
 
     @contextmanager
     def _calling(self) -> Iterator[None]:
@@ -284,9 +322,30 @@ class NevergradStrategy(Strategy):
         vec[self._free] = np.clip(choices, 0, self._cards[self._free] - 1)
         return [int(v) for v in vec]
 
-    def _ng_tell(self, cand: Any, loss: float) -> None:
+    def _ng_tell(self, cand: Any, loss: float | list[float]) -> None:
+        if self.num_objectives > 1 and not isinstance(loss, list):
+            self._ng_tell_failed(cand, loss)
+            return
         with self._calling():
             self._optimizer.tell(cand, loss)
+
+    def _ng_tell_failed(self, cand: Any, loss: float) -> None:
+        """Several objectives: tell only the inner optimizer that ``cand`` failed (see the module doc).
+
+        What :meth:`nevergrad.optimization.base.Optimizer.tell` does for a scalar loss, less the
+        multi-objective preprocessing, the archive and the callbacks.
+        """
+        opt = self._optimizer
+        with self._calling():
+            cand.freeze()
+            cand.loss = loss
+            if cand.uid in opt._asked:
+                opt._internal_tell_candidate(cand, loss)
+                opt._asked.remove(cand.uid)
+            else:
+                opt._internal_tell_not_asked(cand, loss)
+                opt._num_tell_not_asked += 1
+            opt._num_tell += 1
 
     # -- the up-front check ---------------------------------------------------------------------
     def _probe(self) -> None:
@@ -296,7 +355,8 @@ class NevergradStrategy(Strategy):
         (as many in flight as ``num_workers``); both runs must propose the same candidates, as a
         resumed study replays them. The verdict is cached per optimizer, settings and space.
         """
-        key = (self.optimizer_name, self.encoding, self.budget, self.num_workers, tuple(self._cards.tolist()))
+        key = (self.optimizer_name, self.encoding, self.budget, self.num_workers, tuple(self._cards.tolist()),
+               self.num_objectives)
         if key not in _PROBED:
             _PROBED[key] = self._probe_runs()
         verdict = _PROBED[key]
@@ -317,7 +377,8 @@ class NevergradStrategy(Strategy):
                 cause = cause.__cause__ or cause.__context__
             if cause is not None:
                 return MissingPackageError, missing_package(name, cause)
-            return ConfigError, (f"strategy {PREFIX}{name} fails on this search space ({type(exc).__name__}: "
+            objectives = f" with {self.num_objectives} objectives" if self.num_objectives > 1 else ""
+            return ConfigError, (f"strategy {PREFIX}{name} fails on this search space{objectives} ({type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0] if str(exc) else ''}); choose another optimizer, "
                                  f"e.g. {PREFIX}{ALTERNATIVE}")
         if _metamodel_breaks() and any(_metamodel_starts(o) for o in _sub_optimizers(self._optimizer)):
@@ -337,15 +398,20 @@ class NevergradStrategy(Strategy):
         return None
 
     def _probe_run(self) -> list[list[int]]:
-        """Candidates of one probe run on a synthetic loss (a fixed pseudo-random function)."""
+        """Candidates of one probe run on a synthetic loss (a fixed pseudo-random function; with
+        several objectives, one per objective, and some failures)."""
         self._optimizer = self._make_optimizer()
-        weights = np.random.RandomState(7).uniform(size=len(self._cards))
+        weights = np.random.RandomState(7).uniform(size=(self.num_objectives, len(self._cards)))
         vectors, in_flight = [], []
         while len(vectors) < PROBE_ASKS:
             while len(in_flight) < self.num_workers and len(vectors) + len(in_flight) < PROBE_ASKS:
                 in_flight.append(self._ng_ask())
             cand, vector = in_flight.pop(0)
-            self._ng_tell(cand, float(np.sin(weights @ np.array(vector, dtype=float) * 12.9898) % 1.0))
+            losses = [float(v) for v in np.sin(weights @ np.array(vector, dtype=float) * 12.9898) % 1.0]
+            if self.num_objectives == 1:
+                self._ng_tell(cand, losses[0])
+            else:  # the first tell and every fourth after it: a failure
+                self._ng_tell(cand, FAILED_LOSS if len(vectors) % 4 == 0 else losses)
             vectors.append(vector)
         return vectors
 
@@ -357,8 +423,12 @@ class NevergradStrategy(Strategy):
         self._events.append(["ask", number, vector])
         return self.decode(vector)
 
-    def _tell(self, candidate: Candidate, score: float | None) -> None:
-        loss = float("inf") if score is None else -score
+    def _tell(self, candidate: Candidate, score: Any) -> None:
+        loss: float | list[float]
+        if score is None:  # several objectives: a scalar loss, told to the inner optimizer only
+            loss = float("inf") if self.num_objectives == 1 else FAILED_LOSS
+        else:
+            loss = -score if self.num_objectives == 1 else [-float(v) for v in score]
         self._ng_tell(self._by_number.pop(candidate.number), loss)
         self._events.append(["tell", candidate.number, loss])
 
@@ -384,7 +454,8 @@ class NevergradStrategy(Strategy):
                         f"numpy?); continue it with those, or start a new study")
                 self._by_number[number] = cand
             else:
-                self._ng_tell(self._by_number.pop(number), float(value))
+                loss = [float(v) for v in value] if isinstance(value, list) else float(value)
+                self._ng_tell(self._by_number.pop(number), loss)
             self._events.append([kind, number, value])
 
 

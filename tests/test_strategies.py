@@ -23,7 +23,7 @@ NAMES = sorted(set(STRATEGIES.names()) - {"nevergrad", "optuna"}) + [
     "toy-hill-climb",  # the throw-away plugin package, discovered through its entry point
 ]
 PLUGIN = "toy-hill-climb"
-OPTIONS = {"evolution": {"population": 20, "sample_size": 5}}
+OPTIONS = {"evolution": {"population": 20, "sample_size": 5}, "mo-evolution": {"population": 20, "sample_size": 5}}
 
 
 def objective(arch) -> float:
