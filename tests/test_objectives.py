@@ -190,7 +190,8 @@ def test_a_single_objective_strategy_gets_the_declared_weighted_sum(tmp_path, re
 
 
 # -- multi-objective studies: resume, show, export ------------------------------------------------------
-MO = {"objectives": {"score": "max", "params": "min"}, "space": "gtn-nas"}
+MO = {"objectives": {"score": "max", "params": "min"}, "space": "gtn-nas",
+      "strategy": {"name": "mo-evolution", "options": {"population": 10, "sample_size": 3}}}
 
 
 def _done(study: Path) -> int:
