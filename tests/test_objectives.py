@@ -266,7 +266,7 @@ def test_show_and_export_report_the_front_and_its_hypervolume(tmp_path, capsys):
     out = capsys.readouterr().out
     ok = Study(summary.study, create=False).trials("WHERE status = 'ok'")
     points = [(t.objectives["score"], t.objectives["params"]) for t in ok]
-    front = sorted({points[i] for i in brute_front(points)}, key=lambda x: -x[0])
+    front = sorted((points[i] for i in brute_front(points)), key=lambda x: -x[0])  # ties: every genotype
     assert f"Pareto front: {len(front)} non-dominated of {len(ok)} evaluated trials" in out
     hv = sweep_hypervolume(front, (0.0, 20000.0))
     assert f"hypervolume {hv:.6g} against the reference point score=0 (default), params=20000 (declared)" in out
