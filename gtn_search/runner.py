@@ -163,10 +163,19 @@ class SearchRunner:
             )
         try:
             self._use_study_space(study)
+            self._update_reporting_fields(study)
         except Exception:
             study.close()
             raise
         return study, True
+
+    def _update_reporting_fields(self, study: Study) -> None:
+        """A resumed study takes the config's reporting-only fields (``reference_point``) as they are now."""
+        stored = json.loads(study.get_meta("config") or "{}")
+        now = self.config.model_dump(mode="json").get("reference_point")
+        if stored and stored.get("reference_point") != now:
+            stored["reference_point"] = now
+            study.set_meta("config", json.dumps(stored, sort_keys=True))
 
     def _use_study_space(self, study: Study) -> None:
         """Search the space the study was created with (the strategy is rebuilt if it differs)."""

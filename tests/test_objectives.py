@@ -312,3 +312,13 @@ def test_a_version_1_study_is_read_as_it_is_and_migrated_when_a_search_writes(tm
                         objectives={"params": 2e5})
     assert study.trial(number).status == "infeasible" and study.trial(number).objectives == {"params": 2e5}
     study.close()
+
+
+def test_a_resumed_study_takes_the_new_reference_point(tmp_path, capsys):
+    data = search_data(tmp_path, **MO, budget={"trials": 6}, reference_point={"score": 0.9, "params": 1e5})
+    run_search(parse_model(SearchConfig, data, "c"), progress=False)
+    assert main(["show", data["study"]]) == 0
+    assert "hypervolume 0 against the reference point score=0.9 (declared)" in capsys.readouterr().out
+    run_search(parse_model(SearchConfig, {**data, "reference_point": {"score": 0.0}}, "c"), progress=False)
+    assert main(["show", data["study"]]) == 0
+    assert "against the reference point score=0 (declared), params=" in capsys.readouterr().out
