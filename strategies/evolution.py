@@ -19,6 +19,21 @@ from search_spaces.space import MUTATIONS, CellSearchSpace
 from strategies.base import Candidate, Strategy
 
 
+def check_evolution_options(name: str, population: object, sample_size: object,
+                            mutation_weights: dict[str, float] | None) -> dict[str, float]:
+    """Refuse bad population / tournament / mutation options (one line naming the option); the weights."""
+    if not isinstance(population, int) or isinstance(population, bool) or population < 2:
+        raise ConfigError(f"{name}: 'population' must be an integer >= 2, got {population!r}")
+    if not isinstance(sample_size, int) or isinstance(sample_size, bool) or not 1 <= sample_size <= population:
+        raise ConfigError(f"{name}: 'sample_size' must be in [1, population={population}], got {sample_size!r}")
+    weights = dict(mutation_weights or {"op": 0.5, "input": 0.5})
+    unknown = [k for k in weights if k not in MUTATIONS]
+    if unknown or any(not isinstance(v, (int, float)) or v < 0 for v in weights.values()) or not any(weights.values()):
+        raise ConfigError(f"{name}: 'mutation_weights' takes non-negative weights for {', '.join(MUTATIONS)} "
+                          f"(at least one > 0), got {weights}")
+    return weights
+
+
 @STRATEGIES.register("evolution")
 class RegularizedEvolution(Strategy):
     """Regularized (aging) evolution: tournament of S from a population of P, the oldest dies."""
@@ -32,15 +47,7 @@ class RegularizedEvolution(Strategy):
         mutation_weights: dict[str, float] | None = None,
     ) -> None:
         super().__init__(space, seed)
-        if not isinstance(population, int) or population < 2:
-            raise ConfigError(f"evolution: 'population' must be an integer >= 2, got {population!r}")
-        if not isinstance(sample_size, int) or not 1 <= sample_size <= population:
-            raise ConfigError(f"evolution: 'sample_size' must be in [1, population={population}], got {sample_size!r}")
-        weights = dict(mutation_weights or {"op": 0.5, "input": 0.5})
-        unknown = [k for k in weights if k not in MUTATIONS]
-        if unknown or any(not isinstance(v, (int, float)) or v < 0 for v in weights.values()) or not any(weights.values()):
-            raise ConfigError(f"evolution: 'mutation_weights' takes non-negative weights for {', '.join(MUTATIONS)} "
-                              f"(at least one > 0), got {weights}")
+        weights = check_evolution_options("evolution", population, sample_size, mutation_weights)
         self.population_size = population
         self.sample_size = sample_size
         self.mutation_weights = weights

@@ -62,8 +62,9 @@ from gtn_search.errors import ConfigError
 from gtn_search.pareto import crowding_distances, non_dominated_ranks
 from gtn_search.registry import STRATEGIES
 from search_spaces.architecture import Architecture
-from search_spaces.space import MUTATIONS, CellSearchSpace
+from search_spaces.space import CellSearchSpace
 from strategies.base import Candidate, Strategy
+from strategies.evolution import check_evolution_options
 
 #: what leaves an over-full population
 REMOVALS = ("worst", "oldest")
@@ -107,16 +108,7 @@ class ParetoEvolution(Strategy):
         removal: str = "worst",
     ) -> None:
         super().__init__(space, seed)
-        if not isinstance(population, int) or isinstance(population, bool) or population < 2:
-            raise ConfigError(f"mo-evolution: 'population' must be an integer >= 2, got {population!r}")
-        if not isinstance(sample_size, int) or isinstance(sample_size, bool) or not 1 <= sample_size <= population:
-            raise ConfigError(f"mo-evolution: 'sample_size' must be in [1, population={population}], "
-                              f"got {sample_size!r}")
-        weights = dict(mutation_weights or {"op": 0.5, "input": 0.5})
-        unknown = [k for k in weights if k not in MUTATIONS]
-        if unknown or any(not isinstance(v, (int, float)) or v < 0 for v in weights.values()) or not any(weights.values()):
-            raise ConfigError(f"mo-evolution: 'mutation_weights' takes non-negative weights for "
-                              f"{', '.join(MUTATIONS)} (at least one > 0), got {weights}")
+        weights = check_evolution_options("mo-evolution", population, sample_size, mutation_weights)
         if removal not in REMOVALS:
             raise ConfigError(f"mo-evolution: 'removal' must be one of {', '.join(REMOVALS)}, got {removal!r}")
         self.population_size = population
