@@ -322,3 +322,12 @@ def test_a_resumed_study_takes_the_new_reference_point(tmp_path, capsys):
     run_search(parse_model(SearchConfig, {**data, "reference_point": {"score": 0.0}}, "c"), progress=False)
     assert main(["show", data["study"]]) == 0
     assert "against the reference point score=0 (declared), params=" in capsys.readouterr().out
+
+
+def test_the_search_command_ends_with_the_front_and_its_hypervolume(tmp_path, capsys):
+    path = tmp_path / "mo.yaml"
+    path.write_text(yaml.safe_dump(search_data(tmp_path, **MO, budget={"trials": 12},
+                                               constraints={"params": "<= 330"}), sort_keys=False))
+    assert main(["search", str(path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "non-dominated of" in out and "hypervolume" in out and "were not trained" in out

@@ -89,6 +89,23 @@ def print_summary(summary) -> None:  # type: ignore[no-untyped-def]
           f"the cache, {summary.failed} failed; {summary.seconds:.1f} s, {summary.flops / 1e12:.3f} TFLOPs")
     for rank, t in enumerate(summary.best[:5], 1):
         print(f"  #{rank} trial {t.number}: score {t.score:.4f}, {t.params or 0:,} params, {t.hash[:12]}")
+    if summary.infeasible:
+        print(f"  {summary.infeasible} candidate(s) broke a constraint and were not trained")
+    _print_front(summary.study)
+
+
+def _print_front(path: str) -> None:
+    """With several objectives: the study's non-dominated trials and their hypervolume."""
+    from gtn_search.pareto_report import front_table, pareto_summary
+    from gtn_search.storage import Study
+
+    study = Study(path, create=False)
+    try:
+        front = pareto_summary(study)
+        if front.objectives.count > 1:
+            print(front_table(front, 10))
+    finally:
+        study.close()
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
