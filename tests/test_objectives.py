@@ -235,7 +235,7 @@ def test_a_multi_objective_search_resumes_after_sigkill_with_the_same_front(tmp_
     reference = run_search(parse_model(SearchConfig, search_data(tmp_path / "ref", **MO, **extra,
                                                                  budget={"trials": trials}), "c"), progress=False)
     killed, ref = Study(data["study"], create=False), Study(reference.study, create=False)
-    row = lambda t: (t.number, t.hash, t.status, t.score, t.objectives)  # noqa: E731
+    row = lambda t: (t.number, t.hash, t.status, t.score, t.objectives)
     assert kills == 2 and [row(t) for t in killed.trials()] == [row(t) for t in ref.trials()]
     a, b = pareto_summary(killed), pareto_summary(ref)
     assert a.front and [t.number for t in a.front] == [t.number for t in b.front]
