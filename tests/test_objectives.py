@@ -214,7 +214,7 @@ def test_a_multi_objective_search_resumes_after_sigkill_with_the_same_front(tmp_
             "tiny_teaching_set")), "val_size": 64}}, "data_root": str(request.getfixturevalue("mnist_root")),
             "threads_per_worker": 1}  # float sums depend on the thread count: the same in both runs
     else:
-        trials, targets, extra = 160, (30, 90), {}
+        trials, targets, extra = 100, (20, 55), {}
     data = search_data(tmp_path / "killed", **MO, **extra, budget={"trials": trials})
     path = tmp_path / "killed.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))  # the objectives' order is the declared one
