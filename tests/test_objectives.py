@@ -331,3 +331,21 @@ def test_the_search_command_ends_with_the_front_and_its_hypervolume(tmp_path, ca
     assert main(["search", str(path), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "non-dominated of" in out and "hypervolume" in out and "were not trained" in out
+
+
+def test_static_measures_match_the_real_network(tmp_path):
+    """params and FLOPs counted on the meta device equal those of the network built with weights."""
+    from search_spaces.memory import estimate_training_memory
+    from search_spaces.network import count_flops
+
+    space = get_space("gtn-nas")
+    rng = np.random.default_rng(3)
+    bp = Blueprint.from_mapping({**TINY_BP, "auxiliary_weight": 0.4, "stages": 2})  # an aux head to leave out
+    for _ in range(3):
+        arch = space.sample(rng)
+        got = static_measures(arch, bp, {"params", "flops", "memory_mb"}, memory_batch=32)
+        net = build(arch, bp, seed=0)
+        assert got["params"] == independent_params(arch, bp.model_dump(mode="json"))
+        assert got["params"] < sum(p.numel() for p in net.parameters())  # the aux head is not counted
+        assert got["flops"] == count_flops(net, bp.input_shape)
+        assert got["memory_mb"] == estimate_training_memory(arch, bp, 32).bytes / 2**20 > 0
