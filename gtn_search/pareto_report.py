@@ -19,7 +19,7 @@ from typing import Any
 from gtn_search.errors import ConfigError
 from gtn_search.objectives import OBJECTIVES, ObjectivesConfig, ObjectiveSet
 from gtn_search.pareto import hypervolume, non_dominated_ranks
-from gtn_search.report import study_config
+from gtn_search.report import save_figure, study_config
 from gtn_search.storage import Study, TrialRecord
 
 
@@ -144,12 +144,7 @@ def plot_pareto(summary: ParetoSummary, path: str | os.PathLike[str], title: str
         ax.axis("off")
     fig.suptitle(title or f"{len(summary.front)} non-dominated of {len(summary.points)} trials; "
                  f"hypervolume {summary.hypervolume:.4g}", fontsize=10)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def front_records(summary: ParetoSummary) -> list[tuple[TrialRecord, dict[str, Any]]]:

@@ -96,6 +96,13 @@ def plot_best_over_time(study: Study, path: str | os.PathLike[str]) -> Path:
     a2.set_ylabel("best validation accuracy")
     a2.grid(alpha=0.3)
     fig.suptitle(f"study {Path(study.path).name}")
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; its path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

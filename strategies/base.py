@@ -196,3 +196,14 @@ class Strategy(ABC):
 
     def decode(self, vector: list[int]) -> Architecture:
         return self.space.decode(vector)
+
+
+def replay_mismatch(name: str, first: list[Any], second: list[Any], instead: str) -> str | None:
+    """The one-line refusal of a strategy whose two probe runs with one seed proposed different
+    candidates (None when they agree); ``instead`` names what to choose, e.g. ``another optimizer``."""
+    if first == second:
+        return None
+    ask = next((i for i, (a, b) in enumerate(zip(first, second)) if a != b), min(len(first), len(second)))
+    return (f"strategy {name} cannot be resumed: run twice with the same seed it proposed different candidates "
+            f"at ask {ask} (it draws randomness its seed does not fix), so a study made with it could never be "
+            f"extended or resumed; choose {instead}")

@@ -86,7 +86,7 @@ from gtn_search.registry import STRATEGIES
 from gtn_search.seeding import derive_seed
 from search_spaces.architecture import Architecture
 from search_spaces.space import CellSearchSpace
-from strategies.base import Candidate, Strategy
+from strategies.base import Candidate, Strategy, replay_mismatch
 
 PREFIX = "ng:"
 #: asks (and tells) of the probe run, twice, when a strategy is built
@@ -386,12 +386,9 @@ class NevergradStrategy(Strategy):
                 f"strategy {PREFIX}{name} cannot run with numpy {np.__version__}: its meta-model calls float() on "
                 f"a 1-element array (a bug in nevergrad {_nevergrad().__version__}), which fails once the "
                 f"meta-model starts within this budget; choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
-        if first != second:
-            ask = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
-            return NotResumableError, (
-                f"strategy {PREFIX}{name} cannot be resumed: run twice with the same seed it proposed different "
-                f"candidates at ask {ask} (it draws randomness its seed does not fix), so a study made with it "
-                f"could never be extended or resumed; choose another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
+        mismatch = replay_mismatch(f"{PREFIX}{name}", first, second, f"another optimizer, e.g. {PREFIX}{ALTERNATIVE}")
+        if mismatch is not None:
+            return NotResumableError, mismatch
         if seconds > SLOW_ASK_SECONDS:
             log.warning("strategy %s%s is slow: %.1f s per ask and tell on this space already at the start (it "
                         "grows with the history; resuming replays every past ask)", PREFIX, name, seconds)

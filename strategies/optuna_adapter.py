@@ -90,7 +90,7 @@ from gtn_search.registry import STRATEGIES
 from gtn_search.seeding import derive_seed
 from search_spaces.architecture import Architecture
 from search_spaces.space import CellSearchSpace
-from strategies.base import Candidate, Strategy
+from strategies.base import Candidate, Strategy, replay_mismatch
 
 PREFIX = "optuna:"
 INSTALL = "pip install 'gtn-search[optuna]'"
@@ -328,12 +328,9 @@ class OptunaStrategy(Strategy):
                     f"sampler, e.g. {PREFIX}NSGAIISampler or {PREFIX}TPESampler")
             return ConfigError, (f"strategy {name} fails on this search space ({why}); choose another sampler, "
                                  f"e.g. {PREFIX}{ALTERNATIVE}")
-        if first != second:
-            ask = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
-            return NotResumableError, (
-                f"strategy {name} cannot be resumed: run twice with the same seed it proposed different candidates "
-                f"at ask {ask} (it draws randomness its seed does not fix), so a study made with it could never be "
-                f"extended or resumed; choose another sampler, e.g. {PREFIX}{ALTERNATIVE}")
+        mismatch = replay_mismatch(name, first, second, f"another sampler, e.g. {PREFIX}{ALTERNATIVE}")
+        if mismatch is not None:
+            return NotResumableError, mismatch
         if seconds > SLOW_ASK_SECONDS:
             log.warning("strategy %s is slow: %.1f s per ask and tell on this space after its %d start-up trials "
                         "(it grows with the history; resuming replays every past ask)", name, seconds, startup)
