@@ -13,7 +13,10 @@ one GTN-evaluator trial (16 steps on the shipped quickstart teaching set, 1,000 
 one real-data trial (64 SGD steps, batch 32); one ``mnist-cpu`` meta-iteration (fixed conv learner,
 not a cell network: the layout does not touch it); one ``fashion-nas`` meta-iteration (random
 gtn-nas cells); one final-training step of an ``mnist-final`` network (batch 96); and K=4 seeds of a
-GTN-evaluator trial against one. Scores of both layouts are compared on ``--archs`` architectures.
+GTN-evaluator and of a real-data trial, trained one by one (as before) and batched as one stacked
+network (``search_spaces.replicas``, the default now), against one seed. Scores of both layouts are
+compared on ``--archs`` architectures. The process keeps freed memory for reuse
+(``gtn_search.host_memory``) in both columns; ``benchmarks/host_memory.py`` measures that setting.
 
     python benchmarks/learner_speed.py --data-root ../shared/data [--rounds 3] [--threads 2]
 """
@@ -42,11 +45,17 @@ from gtn_search.evaluators import make_evaluator  # noqa: E402
 from gtn_search.gtn.config import load_config  # noqa: E402
 from gtn_search.gtn.meta_train import MetaTrainer  # noqa: E402
 from gtn_search.gtn.unroll import unroll  # noqa: E402
+from gtn_search.host_memory import retain_freed_memory, retaining_freed_memory  # noqa: E402
 from search_spaces.blueprint import blueprint_preset  # noqa: E402
 from search_spaces.layout import use_channels_last  # noqa: E402
 from search_spaces.network import build  # noqa: E402
 from search_spaces.presets import get_space  # noqa: E402
 
+GTN_ONE = "GTN-evaluator trial (16 steps, 1000 val)"
+SEEDS_ONE_BY_ONE = "GTN-evaluator trial, K=4 seeds one by one"
+SEEDS_BATCHED = "GTN-evaluator trial, K=4 seeds batched"
+REAL_ONE = "real-data trial (64 steps, batch 32)"
+REAL_BATCHED = "real-data trial, K=4 seeds batched"
 LEARNER_STYLE = {"norm": "batch_stats", "weight_norm": True, "activation": "leaky_relu", "init": "kaiming"}
 
 
@@ -116,10 +125,14 @@ def workloads(data_root: str) -> dict[str, tuple[Callable[[], object], int]]:
     teaching = str(shipped_teaching_set())
     gtn1 = make_evaluator("gtn", {"teaching_set": teaching, "val_size": 1000}, data_root)
     gtn4 = make_evaluator("gtn", {"teaching_set": teaching, "val_size": 1000, "seeds": 4}, data_root)
-    real = make_evaluator("real", {"dataset": "mnist", "steps": 64, "batch_size": 32, "lr": 0.05, "val_size": 1000},
-                          data_root)
+    gtn4_seq = make_evaluator("gtn", {"teaching_set": teaching, "val_size": 1000, "seeds": 4, "batch_seeds": False},
+                              data_root)
+    real_opts = {"dataset": "mnist", "steps": 64, "batch_size": 32, "lr": 0.05, "val_size": 1000}
+    real = make_evaluator("real", real_opts, data_root)
+    real4 = make_evaluator("real", {**real_opts, "seeds": 4}, data_root)
+    real4_seq = make_evaluator("real", {**real_opts, "seeds": 4, "batch_seeds": False}, data_root)
     search_bp = blueprint_preset("mnist-tiny")
-    for ev in (gtn1, gtn4, real):
+    for ev in (gtn1, gtn4, gtn4_seq, real, real4, real4_seq):
         ev.setup()
 
     trainers = {}
@@ -145,9 +158,12 @@ def workloads(data_root: str) -> dict[str, tuple[Callable[[], object], int]]:
 
     return {
         "inner step, 4-ch mnist-tiny cell, batch 32": (inner_step, 10),
-        "GTN-evaluator trial (16 steps, 1000 val)": (lambda: gtn1.evaluate(arch, search_bp, 1), 2),
-        "GTN-evaluator trial, K=4 seeds": (lambda: gtn4.evaluate(arch, search_bp, 1), 1),
-        "real-data trial (64 steps, batch 32)": (lambda: real.evaluate(arch, search_bp, 1), 1),
+        GTN_ONE: (lambda: gtn1.evaluate(arch, search_bp, 1), 2),
+        SEEDS_ONE_BY_ONE: (lambda: gtn4_seq.evaluate(arch, search_bp, 1), 1),
+        SEEDS_BATCHED: (lambda: gtn4.evaluate(arch, search_bp, 1), 1),
+        REAL_ONE: (lambda: real.evaluate(arch, search_bp, 1), 1),
+        "real-data trial, K=4 seeds one by one": (lambda: real4_seq.evaluate(arch, search_bp, 1), 1),
+        REAL_BATCHED: (lambda: real4.evaluate(arch, search_bp, 1), 1),
         "mnist-cpu meta-iteration": (meta_step("mnist-cpu"), 1),
         "fashion-nas meta-iteration": (meta_step("fashion-nas"), 1),
         "final-training step, mnist-final, batch 96": (final_step, 2),
@@ -182,6 +198,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "learner_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    retain_freed_memory()  # as every training process does (gtn_search.host_memory); both layouts alike
     work = workloads(args.data_root)
     if args.only:
         work = {k: v for k, v in work.items() if any(s in k for s in args.only)}
@@ -206,13 +223,23 @@ def main() -> None:
         vals = {k: [rd["work"][name][k] for rd in rounds] for k in rounds[0]["work"][name]}
         summary[name] = {"gflop": flops[name] / 1e9, **{k: statistics.median(v) for k, v in vals.items()},
                          "speedup_range": [min(vals["speedup"]), max(vals["speedup"])]}
-    k1 = [rd["work"]["GTN-evaluator trial (16 steps, 1000 val)"]["channels_last"] for rd in rounds
-          if "GTN-evaluator trial (16 steps, 1000 val)" in rd["work"]]
-    k4 = [rd["work"]["GTN-evaluator trial, K=4 seeds"]["channels_last"] for rd in rounds
-          if "GTN-evaluator trial, K=4 seeds" in rd["work"]]
+    def k_over_one(k_name: str, one_name: str, layout: str = "channels_last") -> float | None:
+        """Median over rounds of (K seeds' time / one seed's time), both in ``layout``."""
+        pairs = [(rd["work"][k_name][layout], rd["work"][one_name][layout]) for rd in rounds
+                 if k_name in rd["work"] and one_name in rd["work"]]
+        return statistics.median(a / b for a, b in pairs) if pairs else None
+
+    k_ratios = {
+        "gtn_k4_batched_over_k1": k_over_one(SEEDS_BATCHED, GTN_ONE),
+        "gtn_k4_one_by_one_over_k1": k_over_one(SEEDS_ONE_BY_ONE, GTN_ONE),
+        "gtn_k4_one_by_one_over_k1_nchw": k_over_one(SEEDS_ONE_BY_ONE, GTN_ONE, "nchw"),
+        "real_k4_batched_over_k1": k_over_one(REAL_BATCHED, REAL_ONE),
+        "real_k4_one_by_one_over_k1": k_over_one("real-data trial, K=4 seeds one by one", REAL_ONE),
+    }
     agreement = score_agreement(args.data_root, args.archs) if args.archs else None
     result = {"threads": args.threads, "rounds": rounds, "summary": summary, "score_agreement": agreement,
-              "k4_over_k1": statistics.median(a / b for a, b in zip(k4, k1)) if k1 and k4 else None,
+              "k4_over_k1": k_ratios["gtn_k4_batched_over_k1"], "k_seed_ratios": k_ratios,
+              "retained_freed_memory": retaining_freed_memory(),
               "matmul_peak_gflops": [rd["matmul_peak_gflops"] for rd in rounds]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
@@ -224,8 +251,9 @@ def main() -> None:
         lo, hi = s["speedup_range"]
         print(f"| {name} | {s['gflop']:.2f} | {s['nchw']:.4f} | {s['channels_last']:.4f} | {s['speedup']:.2f}x "
               f"({lo:.2f}-{hi:.2f}) | {100 * s['peak_share_nchw']:.1f}% | {100 * s['peak_share_channels_last']:.1f}% |")
-    if result["k4_over_k1"] is not None:
-        print(f"\nK=4 seeds of a GTN-evaluator trial: {result['k4_over_k1']:.2f}x the time of one (channels-last)")
+    for key, value in k_ratios.items():
+        if value is not None:
+            print(f"K=4 seeds / one seed, {key.replace('_', ' ')}: {value:.2f}x")
     if agreement:
         print(f"scores of {agreement['architectures']} architectures, NCHW vs channels-last: mean |difference| "
               f"{agreement['mean_abs_score_difference']:.4f}, max {agreement['max_abs_score_difference']:.4f}, "

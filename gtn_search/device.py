@@ -27,6 +27,7 @@ from pydantic import Field, SerializerFunctionWrapHandler, StringConstraints, mo
 
 from gtn_search.configio import StrictModel
 from gtn_search.errors import ConfigError
+from gtn_search.host_memory import retain_freed_memory
 
 #: The device option of every configuration: auto, cpu, cuda, cuda:N or mps.
 DeviceSpec = Annotated[str, StringConstraints(pattern=r"^(auto|cpu|cuda|cuda:\d+|mps)$")]
@@ -140,7 +141,10 @@ def init_gpu_worker(counter: Any, gpus: Sequence[str]) -> None:
 @contextlib.contextmanager
 def device_settings(device: torch.device, deterministic: bool = False) -> Iterator[None]:
     """On CUDA: cuDNN benchmark mode (fastest kernels), or with ``deterministic`` PyTorch's
-    deterministic algorithms and cuDNN kernels (bit-identical reruns and resumes). No-op on CPU."""
+    deterministic algorithms and cuDNN kernels (bit-identical reruns and resumes). On every device,
+    the process keeps freed host memory for reuse from the first training on
+    (``gtn_search.host_memory``)."""
+    retain_freed_memory()
     if device.type != "cuda":
         yield
         return

@@ -35,6 +35,8 @@ log = logging.getLogger("gtn_search.executors")
 #: Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (to hand memory back to the OS).
 #: Setting it switches off glibc's dynamic mmap threshold, so every tensor above 128 KiB is mmapped
 #: and unmapped afresh: a GTN-evaluator trial takes 8.1 s instead of 3.1 s (benchmarks/dask_malloc.py).
+#: Workers now override it at their first trial (``gtn_search.host_memory``) unless
+#: ``GTN_SEARCH_RETAIN_MEMORY=0``; only then does the warning below apply.
 DASK_MALLOC_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
@@ -59,8 +61,11 @@ def run_trial(evaluator: Evaluator, arch: Architecture, blueprint: Blueprint, se
 
 
 def malloc_trim_setting() -> str | None:
-    """This process's ``MALLOC_TRIM_THRESHOLD_`` (run on Dask workers to check their set-up)."""
-    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    """This process's ``MALLOC_TRIM_THRESHOLD_`` where it will slow training (run on Dask workers to
+    check their set-up); ``None`` if unset or overridden by ``gtn_search.host_memory``."""
+    from gtn_search.host_memory import retention_enabled
+
+    return None if retention_enabled() else os.environ.get("MALLOC_TRIM_THRESHOLD_")
 
 
 def slow_malloc_warning(settings: dict[str, str | None]) -> str | None:

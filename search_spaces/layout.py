@@ -47,3 +47,20 @@ def to_network_layout(x: torch.Tensor) -> torch.Tensor:
 def is_channels_last(x: torch.Tensor) -> bool:
     """Whether a 4-d tensor is laid out channels-last (and not also plain NCHW-contiguous)."""
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def cat_channels(tensors: list[torch.Tensor], replicas: int = 1) -> torch.Tensor:
+    """Concatenate activations along channels; with ``replicas`` K > 1, group by group.
+
+    A network that trains K initialisations at once (``search_spaces.replicas``) holds replica k's
+    channels as the k-th of K equal groups of every activation. Concatenating such tensors must keep
+    that order: replica k's part of the result is the concatenation of replica k's parts of the
+    inputs. With K = 1 this is ``torch.cat(tensors, dim=1)``.
+    """
+    if replicas == 1:
+        return torch.cat(tensors, dim=1)
+    if _channels_last and tensors[0].dim() == 4:  # concatenate in memory order: [N, H, W, K, c]
+        parts = [t.permute(0, 2, 3, 1).unflatten(3, (replicas, -1)) for t in tensors]
+        return torch.cat(parts, dim=4).flatten(3).permute(0, 3, 1, 2)
+    parts = [t.unflatten(1, (replicas, -1)) for t in tensors]
+    return torch.cat(parts, dim=2).flatten(1, 2)

@@ -21,7 +21,7 @@ from gtn_search.registry import OPS
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
 from search_spaces.cell import Cell
-from search_spaces.layout import to_network_layout
+from search_spaces.layout import cat_channels, to_network_layout
 from search_spaces.ops import FactorizedReduce, ReLUConvBN
 
 
@@ -72,6 +72,8 @@ class CellModule(nn.Module):
         )
         self.outputs = list(cell.outputs)
         self.out_channels = c * (len(self.unread_inputs) + len(self.outputs))
+        #: initialisations trained side by side as channel groups (``search_spaces.replicas``)
+        self.replicas = 1
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         states = [self.pre0(s0), self.pre1(s1)]
@@ -84,7 +86,7 @@ class CellModule(nn.Module):
                 edge += 1
             states.append(total)
         unread = [cal(states[i]) for cal, i in zip(self.calibrate, self.unread_inputs)]
-        return torch.cat(unread + [states[i] for i in self.outputs], dim=1)
+        return cat_channels(unread + [states[i] for i in self.outputs], self.replicas)
 
 
 class AuxiliaryHead(nn.Module):
@@ -140,11 +142,22 @@ class Network(nn.Module):
         self.classifier = nn.Linear(c_p, bp.num_classes)
         self.aux_weight = bp.auxiliary_weight
         self.aux_head = AuxiliaryHead(aux_channels, bp.num_classes) if bp.auxiliary_weight > 0 else None
+        #: initialisations trained side by side as channel groups (``search_spaces.replicas``): the
+        #: forward pass then maps [N, K*C, H, W] (or [N, C, H, W], shared) to logits [N, K, classes]
+        self.replicas = 1
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of a forward pass on ``x``, plus the weighted auxiliary-head loss if any."""
+        """Cross-entropy of a forward pass on ``x``, plus the weighted auxiliary-head loss if any.
+
+        For replicas (logits [N, K, classes]) the sum of the replicas' mean losses, so that each
+        replica's gradient is that of its own loss; ``y`` is [N] (shared) or [N, K].
+        """
         out = self(x)
         logits, aux = out if isinstance(out, tuple) else (out, None)
+        if logits.dim() == 3:
+            from search_spaces.replicas import replica_cross_entropy
+
+            return replica_cross_entropy(logits, y)
         loss = nn.functional.cross_entropy(logits, y)
         if aux is not None:
             loss = loss + self.aux_weight * nn.functional.cross_entropy(aux, y)
@@ -157,6 +170,8 @@ class Network(nn.Module):
                 module.p = float(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if self.replicas > 1 and x.shape[1] * self.replicas == self.stem[0].in_channels:
+            x = x.repeat(1, self.replicas, 1, 1)  # every replica sees the same images
         s0 = s1 = to_network_layout(self.stem(x))  # channels-last from here on (search_spaces.layout)
         aux = None
         for i, cell in enumerate(self.cells):

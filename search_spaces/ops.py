@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gtn_search.registry import OPS
-from search_spaces.layout import channels_last, to_network_layout
+from search_spaces.layout import cat_channels, channels_last, to_network_layout
 
 
 class ReLUConvBN(nn.Sequential):
@@ -80,11 +80,12 @@ class FactorizedReduce(nn.Module):
         self.conv_a = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.conv_b = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
+        self.replicas = 1  # initialisations side by side as channel groups (search_spaces.replicas)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
         shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.conv_a(x), self.conv_b(shifted)], dim=1))
+        return self.bn(cat_channels([self.conv_a(x), self.conv_b(shifted)], self.replicas))
 
 
 def _to_contiguous(grad: torch.Tensor) -> torch.Tensor:

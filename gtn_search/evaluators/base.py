@@ -11,7 +11,11 @@ fills in the compute cost (SGD steps, images, FLOPs) so that budgets can be equa
 An evaluator whose options have ``seeds: K`` (the GTN, real-data and zero-cost evaluators) scores
 K independent initialisations of the candidate: the score is their mean, the cost their sum, and
 the metrics hold every seed's score and their standard deviation. Initialisation 0 uses the trial's
-seed itself, so ``seeds: 1`` is exactly the single-seed evaluation.
+seed itself, so ``seeds: 1`` is exactly the single-seed evaluation. Where an evaluator can
+(:meth:`Evaluator._evaluate_batched`: the GTN and real-data evaluators, for networks built from the
+known ops), the K initialisations train side by side as one stacked network
+(``search_spaces.replicas``), for much less than K times the time of one; ``batch_seeds: false``
+trains them one after the other as earlier versions did (same numbers up to float rounding).
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ class Evaluator(ABC):
 
     #: options added after the first release, left out of :meth:`describe` at their default so
     #: that comparison stores keyed by an evaluator's description keep their keys
-    LATER_OPTIONS: ClassVar[dict[str, Any]] = {"seeds": 1}
+    LATER_OPTIONS: ClassVar[dict[str, Any]] = {"seeds": 1, "batch_seeds": True}
 
     def describe(self) -> dict[str, Any]:
         """Name and options, as stored with a study and exported architectures."""
@@ -164,18 +168,25 @@ class Evaluator(ABC):
         )
 
     def _replicated(self, arch: Architecture, blueprint: Blueprint, seed: int) -> Measurement:
-        """``_evaluate`` for every replicate seed, combined: mean score, summed cost."""
-        runs = []
-        for s in self.replicate_seeds(seed):
-            m = self._evaluate(arch, blueprint, s)
+        """``_evaluate`` for every replicate seed (or ``_evaluate_batched`` for all of them at once),
+        combined: mean score, summed cost."""
+        seeds = self.replicate_seeds(seed)
+        batched = None
+        if len(seeds) > 1 and getattr(self.config, "batch_seeds", False):
+            batched = self._evaluate_batched(arch, blueprint, seeds)
+        runs: list[Measurement] = []
+        for i, s in enumerate(seeds):
+            m = batched[i] if batched is not None else self._evaluate(arch, blueprint, s)
             if not math.isfinite(m.score):
-                raise NonFiniteScore(f"non-finite score {m.score}" + (f" (seed {s})" if runs else ""))
+                raise NonFiniteScore(f"non-finite score {m.score}" + (f" (seed {s})" if i else ""))
             runs.append(m)
         if len(runs) == 1:
             return runs[0]
         scores = [m.score for m in runs]
         first = runs[0]
         metrics = {**first.metrics, "seed_scores": scores, "score_std": statistics.stdev(scores)}
+        if batched is not None:
+            metrics["seeds_batched"] = True
         return Measurement(score=statistics.fmean(scores), sgd_steps=sum(m.sgd_steps for m in runs),
                            images_seen=sum(m.images_seen for m in runs),
                            train_flops=sum(m.train_flops for m in runs), eval_flops=sum(m.eval_flops for m in runs),
@@ -184,3 +195,8 @@ class Evaluator(ABC):
     @abstractmethod
     def _evaluate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> Measurement:
         """Train and score one candidate; raise on failure."""
+
+    def _evaluate_batched(self, arch: Architecture, blueprint: Blueprint, seeds: list[int]) -> list[Measurement] | None:
+        """What ``_evaluate`` gives for each of ``seeds``, computed in one batched run; ``None``
+        where this evaluator (or this candidate's network) cannot batch them."""
+        return None

@@ -20,11 +20,13 @@ from gtn_search.evaluators.common import (
     validation_split,
 )
 from gtn_search.gtn.teaching_set import TeachingSet
-from gtn_search.gtn.unroll import evaluate
+from gtn_search.gtn.unroll import evaluate, evaluate_replicas
 from gtn_search.paths import ConfigPath
 from gtn_search.registry import EVALUATORS
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
+from search_spaces.network import build
+from search_spaces.replicas import NotStackable, stack_replicas
 
 
 class GTNEvaluatorConfig(DeviceOption):
@@ -36,6 +38,8 @@ class GTNEvaluatorConfig(DeviceOption):
     eval_batch: int = Field(default=1000, ge=2)
     #: independent initialisations per candidate (score = their mean, cost = their sum)
     seeds: int = Field(default=1, ge=1, le=64)
+    #: train the seeds side by side as one stacked network (search_spaces.replicas); false: one by one
+    batch_seeds: bool = True
 
 
 @lru_cache(maxsize=4)
@@ -75,19 +79,37 @@ class GTNEvaluator(Evaluator):
             raise ConfigError(f"evaluator 'gtn': steps={steps} but the teaching set has {teaching.steps} steps")
 
     def _evaluate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> Measurement:
+        return self._scored(arch, blueprint, [seed])[0]
+
+    def _evaluate_batched(self, arch: Architecture, blueprint: Blueprint, seeds: list[int]) -> list[Measurement] | None:
+        try:
+            return self._scored(arch, blueprint, seeds)
+        except NotStackable:
+            return None
+
+    def _scored(self, arch: Architecture, blueprint: Blueprint, seeds: list[int]) -> list[Measurement]:
+        """Train one network per seed on the teaching set (several: stacked side by side) and score each."""
         device = self.device
         teaching = load_teaching_set(self.config.teaching_set, device)
         data = dataset_for(teaching.dataset, self.data_root, device)
         norm, wn = self._style(teaching)
         bp = candidate_blueprint(blueprint, data, "learner", norm, wn)
-        module, params, fwd = build_candidate(arch, bp, seed, teaching.batch, device)
+        module, params, fwd = build_candidate(arch, bp, seeds[0], teaching.batch * len(seeds), device)
+        if len(seeds) > 1:
+            module = stack_replicas([module] + [build(arch, bp, seed=s).to(device) for s in seeds[1:]])
         steps = self.config.steps or teaching.steps
         trained = teaching.train(module, steps)
         x, y = validation_split(data, self.config.val_size)
-        acc, loss = evaluate(module, trained, x, y, self.config.eval_batch)
-        if not math.isfinite(loss):
-            raise NonFiniteScore(f"validation loss {loss} after {steps} steps on the teaching set")
+        if len(seeds) > 1:
+            results = evaluate_replicas(module, trained, x, y, self.config.eval_batch)
+        else:
+            results = [evaluate(module, trained, x, y, self.config.eval_batch)]
         images = teaching.images_seen(steps)
-        return Measurement(score=acc, sgd_steps=steps, images_seen=images, train_flops=3.0 * fwd * images,
-                           eval_flops=float(fwd * len(x)), params=params,
-                           metrics={"val_loss": loss, "forward_flops": fwd, "dataset": data.name})
+        out = []
+        for acc, loss in results:
+            if not math.isfinite(loss):
+                raise NonFiniteScore(f"validation loss {loss} after {steps} steps on the teaching set")
+            out.append(Measurement(score=acc, sgd_steps=steps, images_seen=images, train_flops=3.0 * fwd * images,
+                                   eval_flops=float(fwd * len(x)), params=params,
+                                   metrics={"val_loss": loss, "forward_flops": fwd, "dataset": data.name}))
+        return out

@@ -17,10 +17,12 @@ from gtn_search.evaluators.common import (
     dataset_for,
     validation_split,
 )
-from gtn_search.gtn.unroll import evaluate
+from gtn_search.gtn.unroll import evaluate, evaluate_replicas
 from gtn_search.registry import EVALUATORS
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
+from search_spaces.network import build
+from search_spaces.replicas import NotStackable, stack_inputs, stack_replicas
 
 
 class RealDataEvaluatorConfig(DeviceOption, AmpOption):
@@ -42,6 +44,8 @@ class RealDataEvaluatorConfig(DeviceOption, AmpOption):
     eval_batch: int = Field(default=1000, ge=2)
     #: independent initialisations per candidate (score = their mean, cost = their sum)
     seeds: int = Field(default=1, ge=1, le=64)
+    #: train the seeds side by side as one stacked network (search_spaces.replicas); false: one by one
+    batch_seeds: bool = True
 
     @model_validator(mode="after")
     def _one_length(self) -> RealDataEvaluatorConfig:
@@ -71,28 +75,45 @@ class RealDataEvaluator(Evaluator):
         dataset_for(self.config.dataset, self.data_root)
 
     def _evaluate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> Measurement:
+        return self._scored(arch, blueprint, [seed])[0]
+
+    def _evaluate_batched(self, arch: Architecture, blueprint: Blueprint, seeds: list[int]) -> list[Measurement] | None:
+        try:
+            return self._scored(arch, blueprint, seeds)
+        except NotStackable:
+            return None
+
+    def _scored(self, arch: Architecture, blueprint: Blueprint, seeds: list[int]) -> list[Measurement]:
+        """Train one network per seed (several: stacked side by side, each replica drawing its own
+        batches and augmentations from its own seed, as it would alone) and score each."""
         cfg, device = self.config, self.device
         data = dataset_for(cfg.dataset, self.data_root, device)
         bp = candidate_blueprint(blueprint, data, cfg.style)
-        module, params, fwd = build_candidate(arch, bp, seed, cfg.batch_size, device)
+        module, params, fwd = build_candidate(arch, bp, seeds[0], cfg.batch_size * len(seeds), device)
+        if len(seeds) > 1:
+            module = stack_replicas([module] + [build(arch, bp, seed=s).to(device) for s in seeds[1:]])
         n = len(data.train_x)
         steps = cfg.steps or max(1, math.ceil(cfg.epochs * n / cfg.batch_size))  # type: ignore[operator]
         opt = make_optimizer(module.parameters(), cfg)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cfg.schedule == "cosine" else None
-        rng = torch.Generator().manual_seed(seed)
-        order, pos = host_to_device(torch.randperm(n, generator=rng), device), 0
+        rngs = [torch.Generator().manual_seed(s) for s in seeds]
+        orders = [host_to_device(torch.randperm(n, generator=rng), device) for rng in rngs]
+        pos = 0  # every replica's epoch ends at the same step
         watch = LossWatch()
         module.train()
         for step in range(steps):
             if pos + cfg.batch_size > n:
-                order, pos = host_to_device(torch.randperm(n, generator=rng), device), 0
-            idx = order[pos : pos + cfg.batch_size]
+                orders, pos = [host_to_device(torch.randperm(n, generator=rng), device) for rng in rngs], 0
+            xs, ys = [], []
+            for order, rng in zip(orders, rngs):
+                idx = order[pos : pos + cfg.batch_size]
+                xb = data.train_x[idx]
+                xs.append(random_crop_flip(xb, rng) if cfg.augment == "crop_flip" else xb)
+                ys.append(data.train_y[idx])
             pos += cfg.batch_size
-            xb = data.train_x[idx]
-            if cfg.augment == "crop_flip":
-                xb = random_crop_flip(xb, rng)
+            xb, yb = (xs[0], ys[0]) if len(seeds) == 1 else (stack_inputs(xs), torch.stack(ys, dim=1))
             with autocast(device, cfg.amp):
-                loss = module.training_loss(xb, data.train_y[idx])
+                loss = module.training_loss(xb, yb)
             _raise_if_nonfinite(watch.add(step + 1, loss))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -103,11 +124,18 @@ class RealDataEvaluator(Evaluator):
         if cfg.style == "blueprint":
             module.eval()
         x, y = validation_split(data, cfg.val_size)
+        trained = dict(module.named_parameters())
         with autocast(device, cfg.amp):
-            acc, vloss = evaluate(module, dict(module.named_parameters()), x, y, cfg.eval_batch)
-        if not math.isfinite(vloss):
-            raise NonFiniteScore(f"validation loss {vloss} after {steps} steps")
+            if len(seeds) > 1:
+                results = evaluate_replicas(module, trained, x, y, cfg.eval_batch)
+            else:
+                results = [evaluate(module, trained, x, y, cfg.eval_batch)]
         images = steps * cfg.batch_size
-        return Measurement(score=acc, sgd_steps=steps, images_seen=images, train_flops=3.0 * fwd * images,
-                           eval_flops=float(fwd * len(x)), params=params,
-                           metrics={"val_loss": vloss, "forward_flops": fwd, "dataset": data.name})
+        out = []
+        for acc, vloss in results:
+            if not math.isfinite(vloss):
+                raise NonFiniteScore(f"validation loss {vloss} after {steps} steps")
+            out.append(Measurement(score=acc, sgd_steps=steps, images_seen=images, train_flops=3.0 * fwd * images,
+                                   eval_flops=float(fwd * len(x)), params=params,
+                                   metrics={"val_loss": vloss, "forward_flops": fwd, "dataset": data.name}))
+        return out

@@ -20,12 +20,19 @@ from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from gtn_search.gtn.inner_optimizer import sgd_momentum_step
+from search_spaces.replicas import replica_cross_entropy
 
 Params = dict[str, torch.Tensor]
 
 
 def classification_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy with hard labels [N] or soft label distributions [N, K]."""
+    """Cross-entropy with hard labels [N] or soft label distributions [N, K].
+
+    Logits [N, R, K] of R stacked replicas (``search_spaces.replicas``) give the sum of the
+    replicas' mean losses (hard labels [N] or [N, R], soft [N, K]).
+    """
+    if logits.dim() == 3:
+        return replica_cross_entropy(logits, targets)
     if targets.dim() == 1:
         return F.cross_entropy(logits, targets)
     return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
@@ -131,3 +138,23 @@ def evaluate(
         correct += (logits.argmax(1) == yb).sum()
         total_loss += F.cross_entropy(logits, yb, reduction="sum").double()
     return int(correct) / len(x), float(total_loss) / len(x)
+
+
+@torch.no_grad()
+def evaluate_replicas(
+    module: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000
+) -> list[tuple[float, float]]:
+    """``(accuracy, mean loss)`` of every replica of a stacked network (``search_spaces.replicas``)
+    on the same ``x``/``y``, as :func:`evaluate` computes them for one network."""
+    correct: torch.Tensor | None = None
+    total_loss: torch.Tensor | None = None
+    for i in range(0, len(x), batch_size):
+        logits = logits_of(module, params, x[i : i + batch_size])  # [n, R, K]
+        yb = y[i : i + batch_size]
+        hits = (logits.argmax(2) == yb.unsqueeze(1)).sum(0)
+        losses = F.cross_entropy(logits.transpose(1, 2), yb.unsqueeze(1).expand(-1, logits.shape[1]),
+                                 reduction="none").sum(0).double()
+        correct = hits if correct is None else correct + hits
+        total_loss = losses if total_loss is None else total_loss + losses
+    assert correct is not None and total_loss is not None
+    return [(int(c) / len(x), float(v) / len(x)) for c, v in zip(correct.tolist(), total_loss.tolist())]
