@@ -36,3 +36,13 @@ def test_every_training_path_switches_it_on():
         pass
     assert host_memory.retaining_freed_memory() == (sys.platform.startswith("linux")
                                                      and host_memory.retain_freed_memory())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_dask_s_trim_variable_is_reported_only_where_it_is_not_overridden(monkeypatch):
+    from gtn_search.executors import malloc_trim_setting
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    assert malloc_trim_setting() is None  # the worker's first trial overrides it
+    monkeypatch.setenv("GTN_SEARCH_RETAIN_MEMORY", "0")
+    assert malloc_trim_setting() == "65536"
