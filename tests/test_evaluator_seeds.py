@@ -89,7 +89,7 @@ def test_batched_real_data_seeds_train_each_replica_on_its_own_batches(monkeypat
 
 
 def test_a_network_that_cannot_be_stacked_is_scored_seed_by_seed(monkeypatch, tiny_teaching_set, mnist_root):
-    import gtn_search.evaluators.gtn_evaluator as module
+    import gtn_search.evaluators.common as module
     from search_spaces.replicas import NotStackable
 
     def refuse(nets):  # type: ignore[no-untyped-def]

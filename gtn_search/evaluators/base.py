@@ -39,6 +39,7 @@ from gtn_search.seeding import derive_seed
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
 from search_spaces.memory import MemoryLimitError
+from search_spaces.replicas import NotStackable
 
 
 @dataclass
@@ -200,3 +201,23 @@ class Evaluator(ABC):
         """What ``_evaluate`` gives for each of ``seeds``, computed in one batched run; ``None``
         where this evaluator (or this candidate's network) cannot batch them."""
         return None
+
+
+class SeedBatchingEvaluator(Evaluator):
+    """An evaluator that trains one seed, or several side by side as one stacked network, in one
+    :meth:`_scored` call (``search_spaces.replicas``); networks that cannot be stacked fall back to
+    one seed at a time."""
+
+    def _evaluate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> Measurement:
+        return self._scored(arch, blueprint, [seed])[0]
+
+    def _evaluate_batched(self, arch: Architecture, blueprint: Blueprint, seeds: list[int]) -> list[Measurement] | None:
+        try:
+            return self._scored(arch, blueprint, seeds)
+        except NotStackable:
+            return None
+
+    @abstractmethod
+    def _scored(self, arch: Architecture, blueprint: Blueprint, seeds: list[int]) -> list[Measurement]:
+        """One measurement per seed; several seeds train side by side (raise ``NotStackable`` if
+        the candidate's network cannot be stacked)."""

@@ -15,6 +15,7 @@ from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
 from search_spaces.memory import check_fits
 from search_spaces.network import build, count_flops
+from search_spaces.replicas import stack_replicas
 
 Style = Literal["learner", "blueprint"]
 
@@ -62,6 +63,18 @@ def build_candidate(arch: Architecture, bp: Blueprint, seed: int, batch: int,
     params = sum(p.numel() for p in module.parameters())
     flops = count_flops(module, bp.input_shape)
     return (module if device is None else module.to(device)), params, flops
+
+
+def build_candidates(arch: Architecture, bp: Blueprint, seeds: list[int], batch: int,
+                     device: torch.device | None = None) -> tuple[nn.Module, int, int]:
+    """:func:`build_candidate` for the first seed; with several seeds, one network holding all of
+    them side by side (``search_spaces.replicas.stack_replicas``; memory checked at ``batch`` times
+    the number of seeds). Parameter count and FLOPs are those of one network."""
+    module, params, flops = build_candidate(arch, bp, seeds[0], batch * len(seeds), device)
+    if len(seeds) > 1:
+        others = [build(arch, bp, seed=s) for s in seeds[1:]]
+        module = stack_replicas([module] + [m if device is None else m.to(device) for m in others])
+    return module, params, flops
 
 
 def validation_split(data: DatasetTensors, size: int) -> tuple[torch.Tensor, torch.Tensor]:

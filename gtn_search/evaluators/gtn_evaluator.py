@@ -12,9 +12,13 @@ from pydantic import Field
 
 from gtn_search.device import DeviceOption
 from gtn_search.errors import ConfigError
-from gtn_search.evaluators.base import Evaluator, Measurement, NonFiniteScore
+from gtn_search.evaluators.base import (
+    Measurement,
+    NonFiniteScore,
+    SeedBatchingEvaluator,
+)
 from gtn_search.evaluators.common import (
-    build_candidate,
+    build_candidates,
     candidate_blueprint,
     dataset_for,
     validation_split,
@@ -25,8 +29,6 @@ from gtn_search.paths import ConfigPath
 from gtn_search.registry import EVALUATORS
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
-from search_spaces.network import build
-from search_spaces.replicas import NotStackable, stack_replicas
 
 
 class GTNEvaluatorConfig(DeviceOption):
@@ -59,7 +61,7 @@ def load_teaching_set(path: str, device: torch.device | None = None) -> Teaching
 
 
 @EVALUATORS.register("gtn")
-class GTNEvaluator(Evaluator):
+class GTNEvaluator(SeedBatchingEvaluator):
     """T SGD steps on a GTN teaching set with its learned lr/momentum, then validation accuracy."""
 
     Config = GTNEvaluatorConfig
@@ -78,15 +80,6 @@ class GTNEvaluator(Evaluator):
         if steps is not None and steps > teaching.steps:
             raise ConfigError(f"evaluator 'gtn': steps={steps} but the teaching set has {teaching.steps} steps")
 
-    def _evaluate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> Measurement:
-        return self._scored(arch, blueprint, [seed])[0]
-
-    def _evaluate_batched(self, arch: Architecture, blueprint: Blueprint, seeds: list[int]) -> list[Measurement] | None:
-        try:
-            return self._scored(arch, blueprint, seeds)
-        except NotStackable:
-            return None
-
     def _scored(self, arch: Architecture, blueprint: Blueprint, seeds: list[int]) -> list[Measurement]:
         """Train one network per seed on the teaching set (several: stacked side by side) and score each."""
         device = self.device
@@ -94,9 +87,7 @@ class GTNEvaluator(Evaluator):
         data = dataset_for(teaching.dataset, self.data_root, device)
         norm, wn = self._style(teaching)
         bp = candidate_blueprint(blueprint, data, "learner", norm, wn)
-        module, params, fwd = build_candidate(arch, bp, seeds[0], teaching.batch * len(seeds), device)
-        if len(seeds) > 1:
-            module = stack_replicas([module] + [build(arch, bp, seed=s).to(device) for s in seeds[1:]])
+        module, params, fwd = build_candidates(arch, bp, seeds, teaching.batch, device)
         steps = self.config.steps or teaching.steps
         trained = teaching.train(module, steps)
         x, y = validation_split(data, self.config.val_size)

@@ -9,10 +9,20 @@ import torch
 from pydantic import Field, model_validator
 
 from gtn_search.augment import random_crop_flip
-from gtn_search.device import AmpOption, DeviceOption, LossWatch, autocast, host_to_device
-from gtn_search.evaluators.base import Evaluator, Measurement, NonFiniteScore
+from gtn_search.device import (
+    AmpOption,
+    DeviceOption,
+    LossWatch,
+    autocast,
+    host_to_device,
+)
+from gtn_search.evaluators.base import (
+    Measurement,
+    NonFiniteScore,
+    SeedBatchingEvaluator,
+)
 from gtn_search.evaluators.common import (
-    build_candidate,
+    build_candidates,
     candidate_blueprint,
     dataset_for,
     validation_split,
@@ -21,8 +31,7 @@ from gtn_search.gtn.unroll import evaluate, evaluate_replicas
 from gtn_search.registry import EVALUATORS
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
-from search_spaces.network import build
-from search_spaces.replicas import NotStackable, stack_inputs, stack_replicas
+from search_spaces.replicas import stack_inputs
 
 
 class RealDataEvaluatorConfig(DeviceOption, AmpOption):
@@ -66,7 +75,7 @@ def _raise_if_nonfinite(bad: tuple[int, float] | None) -> None:
 
 
 @EVALUATORS.register("real")
-class RealDataEvaluator(Evaluator):
+class RealDataEvaluator(SeedBatchingEvaluator):
     """T steps (or E epochs) of SGD/Adam on real training data, then validation accuracy."""
 
     Config = RealDataEvaluatorConfig
@@ -74,24 +83,13 @@ class RealDataEvaluator(Evaluator):
     def setup(self) -> None:
         dataset_for(self.config.dataset, self.data_root)
 
-    def _evaluate(self, arch: Architecture, blueprint: Blueprint, seed: int) -> Measurement:
-        return self._scored(arch, blueprint, [seed])[0]
-
-    def _evaluate_batched(self, arch: Architecture, blueprint: Blueprint, seeds: list[int]) -> list[Measurement] | None:
-        try:
-            return self._scored(arch, blueprint, seeds)
-        except NotStackable:
-            return None
-
     def _scored(self, arch: Architecture, blueprint: Blueprint, seeds: list[int]) -> list[Measurement]:
         """Train one network per seed (several: stacked side by side, each replica drawing its own
         batches and augmentations from its own seed, as it would alone) and score each."""
         cfg, device = self.config, self.device
         data = dataset_for(cfg.dataset, self.data_root, device)
         bp = candidate_blueprint(blueprint, data, cfg.style)
-        module, params, fwd = build_candidate(arch, bp, seeds[0], cfg.batch_size * len(seeds), device)
-        if len(seeds) > 1:
-            module = stack_replicas([module] + [build(arch, bp, seed=s).to(device) for s in seeds[1:]])
+        module, params, fwd = build_candidates(arch, bp, seeds, cfg.batch_size, device)
         n = len(data.train_x)
         steps = cfg.steps or max(1, math.ceil(cfg.epochs * n / cfg.batch_size))  # type: ignore[operator]
         opt = make_optimizer(module.parameters(), cfg)
