@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Literal
 
@@ -11,6 +12,8 @@ from torch import nn
 from gtn_search.data import DatasetTensors, load_dataset
 from gtn_search.device import memory_limit
 from gtn_search.errors import ConfigError
+from gtn_search.evaluators.base import Measurement, NonFiniteScore
+from gtn_search.gtn.unroll import Params, evaluate, evaluate_replicas
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
 from search_spaces.memory import check_fits
@@ -82,3 +85,27 @@ def validation_split(data: DatasetTensors, size: int) -> tuple[torch.Tensor, tor
     if size < 2:
         raise ConfigError(f"val_size must be >= 2, got {size}")
     return data.val_x[:size], data.val_y[:size]
+
+
+def score_seeds(module: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, batch: int,
+                seeds: list[int]) -> list[tuple[float, float]]:
+    """``(accuracy, mean loss)`` on ``x``/``y`` of each seed's network (``module`` holds them all
+    side by side when there are several, see :func:`build_candidates`)."""
+    if len(seeds) > 1:
+        return evaluate_replicas(module, params, x, y, batch)
+    return [evaluate(module, params, x, y, batch)]
+
+
+def seed_measurements(results: list[tuple[float, float]], *, steps: int, images: int, forward_flops: int,
+                      val_images: int, params: int, dataset: str, after: str) -> list[Measurement]:
+    """One :class:`Measurement` per seed from :func:`score_seeds`' results; a non-finite validation
+    loss raises :class:`NonFiniteScore` ("validation loss ... after ``after``")."""
+    out = []
+    for acc, loss in results:
+        if not math.isfinite(loss):
+            raise NonFiniteScore(f"validation loss {loss} after {after}")
+        out.append(Measurement(score=acc, sgd_steps=steps, images_seen=images,
+                               train_flops=3.0 * forward_flops * images,
+                               eval_flops=float(forward_flops * val_images), params=params,
+                               metrics={"val_loss": loss, "forward_flops": forward_flops, "dataset": dataset}))
+    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -14,17 +13,17 @@ from gtn_search.device import DeviceOption
 from gtn_search.errors import ConfigError
 from gtn_search.evaluators.base import (
     Measurement,
-    NonFiniteScore,
     SeedBatchingEvaluator,
 )
 from gtn_search.evaluators.common import (
     build_candidates,
     candidate_blueprint,
     dataset_for,
+    score_seeds,
+    seed_measurements,
     validation_split,
 )
 from gtn_search.gtn.teaching_set import TeachingSet
-from gtn_search.gtn.unroll import evaluate, evaluate_replicas
 from gtn_search.paths import ConfigPath
 from gtn_search.registry import EVALUATORS
 from search_spaces.architecture import Architecture
@@ -91,16 +90,7 @@ class GTNEvaluator(SeedBatchingEvaluator):
         steps = self.config.steps or teaching.steps
         trained = teaching.train(module, steps)
         x, y = validation_split(data, self.config.val_size)
-        if len(seeds) > 1:
-            results = evaluate_replicas(module, trained, x, y, self.config.eval_batch)
-        else:
-            results = [evaluate(module, trained, x, y, self.config.eval_batch)]
-        images = teaching.images_seen(steps)
-        out = []
-        for acc, loss in results:
-            if not math.isfinite(loss):
-                raise NonFiniteScore(f"validation loss {loss} after {steps} steps on the teaching set")
-            out.append(Measurement(score=acc, sgd_steps=steps, images_seen=images, train_flops=3.0 * fwd * images,
-                                   eval_flops=float(fwd * len(x)), params=params,
-                                   metrics={"val_loss": loss, "forward_flops": fwd, "dataset": data.name}))
-        return out
+        results = score_seeds(module, trained, x, y, self.config.eval_batch, seeds)
+        return seed_measurements(results, steps=steps, images=teaching.images_seen(steps), forward_flops=fwd,
+                                 val_images=len(x), params=params, dataset=data.name,
+                                 after=f"{steps} steps on the teaching set")

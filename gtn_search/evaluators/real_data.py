@@ -25,9 +25,10 @@ from gtn_search.evaluators.common import (
     build_candidates,
     candidate_blueprint,
     dataset_for,
+    score_seeds,
+    seed_measurements,
     validation_split,
 )
-from gtn_search.gtn.unroll import evaluate, evaluate_replicas
 from gtn_search.registry import EVALUATORS
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
@@ -124,16 +125,6 @@ class RealDataEvaluator(SeedBatchingEvaluator):
         x, y = validation_split(data, cfg.val_size)
         trained = dict(module.named_parameters())
         with autocast(device, cfg.amp):
-            if len(seeds) > 1:
-                results = evaluate_replicas(module, trained, x, y, cfg.eval_batch)
-            else:
-                results = [evaluate(module, trained, x, y, cfg.eval_batch)]
-        images = steps * cfg.batch_size
-        out = []
-        for acc, vloss in results:
-            if not math.isfinite(vloss):
-                raise NonFiniteScore(f"validation loss {vloss} after {steps} steps")
-            out.append(Measurement(score=acc, sgd_steps=steps, images_seen=images, train_flops=3.0 * fwd * images,
-                                   eval_flops=float(fwd * len(x)), params=params,
-                                   metrics={"val_loss": vloss, "forward_flops": fwd, "dataset": data.name}))
-        return out
+            results = score_seeds(module, trained, x, y, cfg.eval_batch, seeds)
+        return seed_measurements(results, steps=steps, images=steps * cfg.batch_size, forward_flops=fwd,
+                                 val_images=len(x), params=params, dataset=data.name, after=f"{steps} steps")
