@@ -9,7 +9,8 @@ split, reports validation accuracy after every epoch and the **test** accuracy o
 A checkpoint is written atomically after every epoch; calling :func:`train_final` again with the same
 output folder continues from it (the data order and augmentation of each epoch are derived from the
 seed and the epoch number, so a resumed run trains exactly like an uninterrupted one; on CUDA with
-``deterministic: true``). The result is saved as ``result.json``: test/validation accuracy, params,
+``deterministic: true``); a finished run returns the ``result.json`` it wrote, without evaluating
+the test set again. The result is saved as ``result.json``: test/validation accuracy, params,
 FLOPs, epochs, wall seconds. The recipe's ``device`` is where it trains (the checkpoint loads on any
 device); ``amp: bf16`` runs forward passes under bfloat16 autocast.
 """
@@ -131,6 +132,18 @@ def _raise_if_nonfinite(bad: tuple[int, float] | None, steps_per_epoch: int, cfg
                             f"is kept")
 
 
+def _saved_result(path: Path, identity: dict[str, Any]) -> TrainResult | None:
+    """The ``result.json`` a finished run wrote, if it is there, readable and of this run."""
+    try:
+        saved = json.loads(path.read_text())
+        result = TrainResult(**saved)
+    except (OSError, ValueError, TypeError):
+        return None
+    mine = {"hash": result.architecture_hash, "blueprint": result.blueprint, "recipe": result.recipe,
+            "dataset": result.dataset, "seed": result.seed}
+    return result if mine == identity else None
+
+
 def train_final(
     arch: Architecture,
     blueprint: Blueprint,
@@ -190,6 +203,10 @@ def _train(arch: Architecture, blueprint: Blueprint, data: DatasetTensors, cfg: 
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, history, seconds = int(state["step"]), json.loads(state["history"]), float(state["seconds"])
+        if step >= total and out is not None:
+            finished = _saved_result(out / "result.json", identity)
+            if finished is not None:  # a finished run: its result, without evaluating the test set again
+                return finished
     module.train()
     bar = tqdm(total=total, initial=step, disable=not progress, desc="train", unit="step", dynamic_ncols=True)
     start = time.monotonic() - seconds

@@ -72,6 +72,24 @@ def test_resume_after_a_crash_trains_exactly_like_an_uninterrupted_run(small_mni
         train_final(arch(), TINY_BP, small_mnist, cfg, tmp_path / "cut", seed=3)
 
 
+def test_a_finished_run_returns_its_saved_result_without_evaluating_again(small_mnist, tmp_path, monkeypatch):
+    cfg = TrainConfig(epochs=1, batch_size=64)
+    data = subset(small_mnist, 128)
+    first = train_final(arch(), TINY_BP, data, cfg, tmp_path, seed=4)
+
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("a finished run evaluated again")
+
+    monkeypatch.setattr(ft, "_evaluate", no_evaluation)
+    again = train_final(arch(), TINY_BP, data, cfg, tmp_path, seed=4)
+    assert again == first
+    with pytest.raises(ConfigError, match="another run .*seed"):  # still checked against the checkpoint
+        train_final(arch(), TINY_BP, data, cfg, tmp_path, seed=5)
+    (tmp_path / "result.json").unlink()  # killed between the last checkpoint and result.json
+    with pytest.raises(AssertionError, match="evaluated again"):
+        train_final(arch(), TINY_BP, data, cfg, tmp_path, seed=4)
+
+
 def test_nan_during_training_is_a_clear_error(small_mnist, tmp_path):
     bad = subset(small_mnist, 64)
     bad = dataclasses.replace(bad, train_x=torch.full_like(bad.train_x, float("nan")))

@@ -245,7 +245,7 @@ def _start_search_and_wait(cfg: SearchConfig, path: Path, finished: int, process
 def test_killing_a_parallel_search_leaves_no_process_behind(tmp_path, tiny_teaching_set, mnist_root, capsys, sig):
     """Workers (and multiprocessing's resource tracker) die with the search, even on SIGKILL; SIGTERM
     stops it like Ctrl-C: one line, its own exit status, in-flight trials left to resume."""
-    cfg = config(tmp_path / "s", tiny_teaching_set, mnist_root, workers=2, strategy="random", budget={"trials": 24})
+    cfg = config(tmp_path / "s", tiny_teaching_set, mnist_root, workers=2, strategy="random", budget={"trials": 10})
     path = _write_config(tmp_path / "s.yaml", cfg)
     proc = _start_search_and_wait(cfg, path, finished=2, processes=3, log=tmp_path / "stderr.txt")
     below = _descendants(proc.pid)  # 2 workers and the resource tracker
@@ -273,7 +273,7 @@ def test_killing_a_parallel_search_leaves_no_process_behind(tmp_path, tiny_teach
     assert main(["search", str(path), "--no-progress"]) == 0
     assert f"resumed; {in_flight} interrupted trial(s) re-run" in capsys.readouterr().out
     after = Study(cfg.study).trials()
-    assert len(after) == 24 and all(t.finished for t in after)
+    assert len(after) == 10 and all(t.finished for t in after)
     rows = {t.number: (t.number, t.hash, t.status, t.score) for t in after}
     assert [rows[row[0]] for row in before] == before  # nothing recorded before SIGTERM changed
 
