@@ -117,8 +117,13 @@ def test_compare_end_to_end_and_resume(tmp_path, tiny_teaching_set, mnist_root, 
     budget = 3 * costs["real@2"]
     eb = {"evaluators": ["gtn@3", "real"], "strategies": ["random"], "seeds": [0, 1], "flops": budget, "top_k": 1}
     second = run_compare(load_compare_config_from(tmp_path, tiny_config(tmp_path, tiny_teaching_set, mnist_root,
-                                                                        equal_budget=eb)), progress=False)
+                                                                        equal_budget=eb,
+                                                                        targets={"primary": "gtn@3"})),
+                         progress=False)
     assert second["table"] == first["table"]  # the same stored numbers
+    assert second["targets"]["primary"] == "gtn@3" and len(second["targets"]["verdicts"]) == 4
+    assert [o["setting"] for o in second["targets"]["others"]] == ["gtn@1"]
+    assert "## Targets fixed in advance" in (out / "report.md").read_text()
     searches = second["equal_budget"]
     assert set(searches) == {"gtn@3|random", "real@2|random"}
     for v in searches.values():
@@ -189,6 +194,7 @@ def load_compare_config_from(tmp_path, data):
     ({"equal_budget": {"evaluators": ["gtm"], "flops": 1e9}}, "not proxy labels"),
     ({"proxies": []}, "proxies"),
     ({"num_architectures": 2}, "num_architectures"),
+    ({"targets": {"primary": "real@2"}}, "targets.primary 'real@2' is not a GTN proxy setting (gtn@1, gtn@3)"),
     ({"equal_budget": {"evaluators": ["gtn"], "flops": "1e9"}}, "signed exponent, e.g. 1.000e+09"),
     ({"equal_budget": {"evaluators": ["gtn"], "flops": 1e9, "curve_fractions": [1.5]}}, "curve_fractions"),
     ({"proxies": [{"label": "a", "evaluator": {"name": "real", "options": {"steps": 3}}, "steps": [1]}]},

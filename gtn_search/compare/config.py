@@ -76,6 +76,24 @@ class EqualBudgetConfig(StrictModel):
     strategy_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+class TargetsConfig(StrictModel):
+    """Success criteria for one GTN setting, fixed before the proxies are scored, judged in the report.
+
+    ``primary`` is the setting judged (e.g. ``gtn@32``); every other GTN setting is reported beside
+    it for information only, so picking the best-looking one afterwards is visibly not the test.
+    """
+
+    primary: str = Field(min_length=1)
+    #: its Spearman over all architectures must exceed every training-free peer's and every
+    #: real-data setting's of equal or lower cost by this much
+    margin_over_peers: float = Field(default=0.1, ge=-1, le=2)
+    #: Spearman over the top 50% (by the proxy's own score), and the most its 95% interval may stray
+    top50_spearman: float = Field(default=0.56, ge=-1, le=1)
+    top50_halfwidth: float = Field(default=0.15, gt=0, le=2)
+    #: real-data FLOPs needed to match its Spearman over all architectures / its FLOPs
+    speedup: float = Field(default=9.0, gt=0)
+
+
 class CompareConfig(StrictModel):
     """Everything ``gtn-search compare`` does, in one YAML file."""
 
@@ -90,6 +108,7 @@ class CompareConfig(StrictModel):
     proxies: list[ProxyConfig] = Field(min_length=1)
     bootstrap: int = Field(default=1000, ge=0, le=100_000)
     equal_budget: EqualBudgetConfig | None = None
+    targets: TargetsConfig | None = None
     data_root: str | None = None
     #: ground truth on the first ``limit`` images of each split only (smoke tests, not results)
     limit: int | None = Field(default=None, ge=10)
@@ -115,6 +134,11 @@ class CompareConfig(StrictModel):
             if missing:
                 raise ValueError(f"equal_budget.evaluators {missing} are not proxy labels or settings "
                                  f"({', '.join(sorted(known))})")
+        if self.targets is not None:
+            gtn = sorted(name for p in self.proxies if p.curve_kind() == "gtn" for name, _ in p.settings())
+            if self.targets.primary not in gtn:
+                raise ValueError(f"targets.primary {self.targets.primary!r} is not a GTN proxy setting "
+                                 f"({', '.join(gtn) or 'none: give a proxy kind: gtn'})")
         return self
 
     def settings(self) -> dict[str, tuple[ProxyConfig, dict[str, Any]]]:

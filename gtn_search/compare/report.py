@@ -42,6 +42,31 @@ def _noise_ceiling_lines(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _targets_lines(results: dict[str, Any]) -> list[str]:
+    """The pre-registered targets' verdicts (``gtn_search.compare.targets``), if the config set any."""
+    t = results.get("targets")
+    if not t:
+        return []
+    mark = {True: "**met**", False: "**not met**", None: "undecided"}
+    lines = ["", "## Targets fixed in advance", "",
+             (f"Judged setting: `{t['primary']}` (named in the config before any proxy was scored). Peers = every "
+              "training-free proxy and every real-data setting of equal or lower cost."), ""]
+    if t.get("note"):
+        return lines + [t["note"]]
+    lines += ["| criterion | required | measured | verdict |", "|---|---|---|---|"]
+    lines += [f"| {v['criterion']} | {v['required']} | {v['measured']} | {mark[v['met']]} |" for v in t["verdicts"]]
+    if t["others"]:
+        lines += ["", "The other GTN settings, for information only (not judged: choosing among them after seeing "
+                  "the ground truth would be tuning on the test set):", "",
+                  "| setting | Spearman (all) | best peer | margin | Spearman (top 50%) | half-width | speed-up (all, FLOPs) |",
+                  "|---|---|---|---|---|---|---|"]
+        for o in t["others"]:
+            lines.append(f"| {o['setting']} | {_f(o['spearman_all'])} | {o['best_peer'] or 'n/a'} "
+                         f"{_f(o['best_peer_spearman'])} | {_f(o['margin'])} | {_f(o['spearman_top50'])} | "
+                         f"{_f(o['top50_halfwidth'])} | {o['speedup_text']} |")
+    return lines
+
+
 def write_report(results: dict[str, Any], out: Path) -> Path:
     """Write ``report.md`` and the plots into ``out``; returns the report path."""
     plot_scatter(results, out / "scatter.png")
@@ -84,6 +109,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         for s in results["speedup"]:
             lines.append(f"| {s['setting']} | {s['all_flops_text']} | {s['all_seconds_text']} | "
                          f"{s['top50_flops_text']} | {s['top50_seconds_text']} |")
+    lines += _targets_lines(results)
     if eb:
         lines += ["", "## Equal-budget searches", "",
                   (f"Each search spent the same compute budget ({cfg['equal_budget']['flops']:.3g} FLOPs); the top "

@@ -24,6 +24,7 @@ from typing import Any
 from gtn_search.compare.analysis import correlation, cost_to_reach, noise_ceiling, top_fraction
 from gtn_search.compare.config import CompareConfig
 from gtn_search.compare.store import CompareStore, digest
+from gtn_search.compare.targets import judge
 from gtn_search.configio import write_text_atomic
 from gtn_search.data import load_dataset
 from gtn_search.errors import GTNSearchError, TrainingError
@@ -366,6 +367,8 @@ class Comparison:
             "table": table, "speedup": self.speedups(table), "equal_budget": self.equal_budget(),
             "ground_truth_seconds": sum(t.get("seconds", 0.0) for t in truths),
         }
+        if self.config.targets is not None:
+            results["targets"] = judge(results, self.config.targets.model_dump())
         write_text_atomic(self.out / "results.json", json.dumps(results, indent=2, default=str))
         write_report(results, self.out)
         return results
