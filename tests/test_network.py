@@ -142,6 +142,77 @@ def test_channels_last_pooling_is_bitwise_equal_to_nchw_pooling(monkeypatch, kin
             assert (gg1 is None and gg2 is None) or torch.equal(gg1, gg2), (name, c_out)
 
 
+def test_pool_fold_factor():
+    from search_spaces.ops import pool_fold_factor
+
+    assert pool_fold_factor(32, 4, 28, 1) == 8 and pool_fold_factor(96, 8, 28, 1) == 4
+    assert pool_fold_factor(12, 8, 14, 1) == 4 and pool_fold_factor(6, 4, 14, 1) == 2
+    assert pool_fold_factor(7, 4, 28, 1) == 1  # an odd batch cannot be paired
+    assert pool_fold_factor(32, 4, 28, 2) == 1 and pool_fold_factor(32, 16, 28, 1) == 1  # measured slower
+    assert pool_fold_factor(32, 4, 7, 1) == 1
+    assert pool_fold_factor(16, 2, 28, 1) == 8 and pool_fold_factor(2, 4, 28, 1) == 1  # two folded images at least
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("k", [2, 3, 5])
+@pytest.mark.parametrize("shape", [(32, 4, 14), (12, 8, 16), (6, 4, 15), (4, 4, 14)])
+def test_folded_channels_last_pooling_is_bitwise_equal_to_plain_pooling(monkeypatch, kind, k, shape):
+    """Channels-last pooling of few-channel maps folds several images into the channels (wider
+    vectors for the kernel); outputs, gradients and second-order gradients equal plain channels-last
+    pooling bit for bit, also with ties, and the result stays channels-last."""
+    from search_spaces import ops
+
+    n, c, h = shape
+    assert ops.pool_fold_factor(n, c, h, 1) > 1
+    torch.manual_seed(k)
+    base = torch.randn(n, c, h, h).contiguous(memory_format=torch.channels_last)
+    inputs = {"random": base, "ties": torch.nn.functional.max_pool2d(base, 3, 1, 1).relu()}
+    torch.manual_seed(0)
+    module = ops.Pool(kind, c, c, k, 1)
+    for name, x0 in inputs.items():
+        results = []
+        for impl in (ops.channels_last_pool, _plain_pool):
+            monkeypatch.setattr(ops, "channels_last_pool", impl)
+            x = x0.clone().requires_grad_(True)
+            y = module(x)
+            assert y.is_contiguous(memory_format=torch.channels_last)
+            (gx,) = torch.autograd.grad((y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum(), x, create_graph=True)
+            (ggx,) = torch.autograd.grad((gx * gx).sum(), x, allow_unused=True)
+            results.append((y.detach(), gx.detach(), ggx))
+        (y1, g1, gg1), (y2, g2, gg2) = results
+        assert torch.equal(y1, y2) and torch.equal(g1, g2), name
+        assert (gg1 is None and gg2 is None) or torch.equal(gg1, gg2), name
+
+
+def test_folded_pooling_changes_no_number_of_a_differentiable_unroll(monkeypatch):
+    """A 2-channel NAS learner (so pools fold up to 8 images) trained by the differentiable inner
+    loop: the same final parameters and the same meta-gradients, bit for bit, with and without folding."""
+    from gtn_search.gtn.learners import NASLearnerSpec, make_learner
+    from gtn_search.gtn.unroll import unroll
+    from search_spaces import ops
+
+    real_factor = ops.pool_fold_factor
+    spec = NASLearnerSpec.model_validate({"kind": "nas", "blueprint": {"channels": 2, "stages": 1, "cells_per_stage": 1,
+                                                                      "stem_multiplier": 2}})
+    folded = 0
+    for seed in (0, 1, 3):
+        outcomes = []
+        for factor in (real_factor, lambda *args: 1):
+            monkeypatch.setattr(ops, "pool_fold_factor", factor)
+            learner, _ = make_learner(spec, (1, 28, 28), 10, seed)
+            folded += factor is real_factor and any(isinstance(m, ops.Pool) for m in learner.modules())
+            torch.manual_seed(1)
+            images = torch.randn(2, 16, 1, 28, 28).requires_grad_()
+            targets = torch.randint(0, 10, (2, 16))
+            lr = torch.full((2,), 0.1, requires_grad=True)
+            out = unroll(learner, images, targets, lr, torch.full((2,), 0.5), create_graph=True)
+            grads = torch.autograd.grad(sum(p.square().sum() for p in out.params.values()), [images, lr])
+            outcomes.append(([p.detach() for p in out.params.values()], grads))
+        (p1, g1), (p2, g2) = outcomes
+        assert all(torch.equal(a, b) for a, b in zip(p1, p2)) and all(torch.equal(a, b) for a, b in zip(g1, g2))
+    assert folded >= 2  # the architectures above do pool
+
+
 def test_training_through_pools_is_unchanged_by_the_channels_last_path(monkeypatch):
     """In the NCHW layout, a learner with pools trained by the GTN inner loop ends with the same
     parameters, and the meta-gradient into the synthetic images is the same, with and without the
