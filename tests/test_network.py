@@ -15,6 +15,7 @@ from search_spaces.network import (
     count_parameters,
     network_cost,
 )
+from search_spaces import ops
 from search_spaces.presets import get_space
 
 torch.set_num_threads(1)
@@ -107,6 +108,30 @@ def _plain_pool(pool, x):
     return pool(x)
 
 
+#: the fast pooling path, kept before any test monkeypatches ``ops.channels_last_pool``
+_FAST_POOL = ops.channels_last_pool
+
+
+def _both_pooling_paths(monkeypatch, module, x0):
+    """``(output, gradient, second-order gradient)`` of ``module(x0)``, with the fast pooling path
+    and with plain pooling (meta-training differentiates through the inner loop, hence the second order)."""
+    results = []
+    for impl in (_FAST_POOL, _plain_pool):
+        monkeypatch.setattr(ops, "channels_last_pool", impl)
+        x = x0.clone().requires_grad_(True)
+        y = module(x)
+        (gx,) = torch.autograd.grad((y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum(), x, create_graph=True)
+        (ggx,) = torch.autograd.grad((gx * gx).sum(), x, allow_unused=True)
+        results.append((y.detach(), gx.detach(), ggx))
+    return results
+
+
+def _assert_bitwise_equal(results, where):
+    (y1, g1, gg1), (y2, g2, gg2) = results
+    assert torch.equal(y1, y2) and torch.equal(g1, g2), where
+    assert (gg1 is None and gg2 is None) or torch.equal(gg1, gg2), where
+
+
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("k", [2, 3, 5])
 @pytest.mark.parametrize("stride", [1, 2])
@@ -115,8 +140,6 @@ def test_channels_last_pooling_is_bitwise_equal_to_nchw_pooling(monkeypatch, kin
     second-order gradients (meta-training differentiates through the inner loop) equal plain NCHW
     pooling bit for bit, also with ties (a pooled map has many equal neighbours) and with a 1x1
     projection."""
-    from search_spaces import ops
-
     monkeypatch.setattr("search_spaces.layout._channels_last", False)
 
     torch.manual_seed(k * 10 + stride)
@@ -126,20 +149,9 @@ def test_channels_last_pooling_is_bitwise_equal_to_nchw_pooling(monkeypatch, kin
         torch.manual_seed(0)
         module = ops.Pool(kind, 6, c_out, k, stride)
         for name, x0 in inputs.items():
-            results = []
-            for impl in (ops.channels_last_pool, _plain_pool):
-                monkeypatch.setattr(ops, "channels_last_pool", impl)
-                x = x0.clone().requires_grad_(True)
-                y = module(x)
-                (gx,) = torch.autograd.grad((y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum(), x,
-                                            create_graph=True)
-                (ggx,) = torch.autograd.grad((gx * gx).sum(), x, allow_unused=True)
-                results.append((y.detach(), gx.detach(), ggx))
-                assert y.is_contiguous() and gx.is_contiguous()
-            (y1, g1, gg1), (y2, g2, gg2) = results
-            assert torch.equal(y1, y2), (name, c_out)
-            assert torch.equal(g1, g2), (name, c_out)
-            assert (gg1 is None and gg2 is None) or torch.equal(gg1, gg2), (name, c_out)
+            results = _both_pooling_paths(monkeypatch, module, x0)
+            assert all(y.is_contiguous() and gx.is_contiguous() for y, gx, _ in results)
+            _assert_bitwise_equal(results, (name, c_out))
 
 
 def test_pool_fold_factor():
@@ -160,8 +172,6 @@ def test_folded_channels_last_pooling_is_bitwise_equal_to_plain_pooling(monkeypa
     """Channels-last pooling of few-channel maps folds several images into the channels (wider
     vectors for the kernel); outputs, gradients and second-order gradients equal plain channels-last
     pooling bit for bit, also with ties, and the result stays channels-last."""
-    from search_spaces import ops
-
     n, c, h = shape
     assert ops.pool_fold_factor(n, c, h, 1) > 1
     torch.manual_seed(k)
@@ -170,18 +180,9 @@ def test_folded_channels_last_pooling_is_bitwise_equal_to_plain_pooling(monkeypa
     torch.manual_seed(0)
     module = ops.Pool(kind, c, c, k, 1)
     for name, x0 in inputs.items():
-        results = []
-        for impl in (ops.channels_last_pool, _plain_pool):
-            monkeypatch.setattr(ops, "channels_last_pool", impl)
-            x = x0.clone().requires_grad_(True)
-            y = module(x)
-            assert y.is_contiguous(memory_format=torch.channels_last)
-            (gx,) = torch.autograd.grad((y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum(), x, create_graph=True)
-            (ggx,) = torch.autograd.grad((gx * gx).sum(), x, allow_unused=True)
-            results.append((y.detach(), gx.detach(), ggx))
-        (y1, g1, gg1), (y2, g2, gg2) = results
-        assert torch.equal(y1, y2) and torch.equal(g1, g2), name
-        assert (gg1 is None and gg2 is None) or torch.equal(gg1, gg2), name
+        results = _both_pooling_paths(monkeypatch, module, x0)
+        assert all(y.is_contiguous(memory_format=torch.channels_last) for y, _, _ in results)
+        _assert_bitwise_equal(results, name)
 
 
 def test_folded_pooling_changes_no_number_of_a_differentiable_unroll(monkeypatch):
@@ -189,7 +190,6 @@ def test_folded_pooling_changes_no_number_of_a_differentiable_unroll(monkeypatch
     loop: the same final parameters and the same meta-gradients, bit for bit, with and without folding."""
     from gtn_search.gtn.learners import NASLearnerSpec, make_learner
     from gtn_search.gtn.unroll import unroll
-    from search_spaces import ops
 
     real_factor = ops.pool_fold_factor
     spec = NASLearnerSpec.model_validate({"kind": "nas", "blueprint": {"channels": 2, "stages": 1, "cells_per_stage": 1,
@@ -218,7 +218,6 @@ def test_training_through_pools_is_unchanged_by_the_channels_last_path(monkeypat
     parameters, and the meta-gradient into the synthetic images is the same, with and without the
     fast pooling path."""
     from gtn_search.gtn.unroll import unroll
-    from search_spaces import ops
 
     monkeypatch.setattr("search_spaces.layout._channels_last", False)
 
@@ -233,7 +232,7 @@ def test_training_through_pools_is_unchanged_by_the_channels_last_path(monkeypat
     images, targets = torch.randn(3, 16, 1, 9, 9), torch.randint(0, 10, (3, 16))
     lr, mom = torch.full((3,), 0.05), torch.full((3,), 0.5)
     outcomes = []
-    for impl in (ops.channels_last_pool, _plain_pool):
+    for impl in (_FAST_POOL, _plain_pool):
         monkeypatch.setattr(ops, "channels_last_pool", impl)
         synthetic = images.clone().requires_grad_(True)
         out = unroll(learner(), synthetic, targets, lr, mom, create_graph=True)
