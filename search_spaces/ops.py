@@ -154,6 +154,8 @@ def channels_last_pool(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if channels_last():  # the whole network computes channels-last (search_spaces.layout): stay so
         x = to_network_layout(x)
         n, c, h, _ = x.shape
+        if not isinstance(n, int) or torch.compiler.is_compiling():  # traced (ONNX export): batch-independent graph
+            return pool(x)
         fold = pool_fold_factor(n, c, h, _stride(pool))
         return pool(x) if fold == 1 else _unfold_images(pool(_fold_images(x, fold)), fold, c)
     xc = x.contiguous(memory_format=torch.channels_last)
