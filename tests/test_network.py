@@ -16,6 +16,7 @@ from search_spaces.network import (
     network_cost,
 )
 from search_spaces import ops
+from search_spaces.layout import cat_channels, use_channels_last
 from search_spaces.presets import get_space
 
 torch.set_num_threads(1)
@@ -321,3 +322,57 @@ def test_cells_with_an_unread_input_leave_no_parameter_without_gradient():
         nn.functional.cross_entropy(net(torch.randn(2, 1, 28, 28)), torch.tensor([0, 1])).backward()
         assert all(p.grad is not None for p in net.parameters())
     assert seen >= 10
+
+
+def _padded_factorized_reduce(m, x):
+    """FactorizedReduce as DARTS writes it: the second branch reads the map shifted by one pixel,
+    zero-padded at the bottom and right (the reference the fast path must equal)."""
+    x = m.relu(x)
+    shifted = torch.nn.functional.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
+    return m.bn(cat_channels([m.conv_a(x), m.conv_b(shifted)], m.replicas))
+
+
+@pytest.mark.parametrize("channels_last_layout", [True, False])
+@pytest.mark.parametrize("shape", [(12, 8, 28, 28), (6, 16, 14, 14), (4, 4, 7, 7), (3, 5, 9, 12)])
+def test_factorized_reduce_equals_the_padded_reference_and_pads_no_even_map(channels_last_layout, shape):
+    """On even maps the shifted branch only reads pixels (2i+1, 2j+1), never the zero padding, so it
+    subsamples instead of padding and copying the whole map: outputs, gradients and second-order
+    gradients equal those of the padded reference within float rounding (the 1x1 convolution runs on
+    another input shape, so oneDNN may sum in another order), in both layouts; odd maps still pad,
+    bit for bit the reference."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.add(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    n, c, h, w = shape
+    torch.manual_seed(0)
+    m = ops.FactorizedReduce(c, 2 * c)
+    x0 = torch.randn(shape)
+    with use_channels_last(channels_last_layout):
+        if channels_last_layout:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        results = []
+        for impl in (m, lambda x: _padded_factorized_reduce(m, x)):
+            x = x0.clone().requires_grad_(True)
+            y = impl(x)
+            weights = torch.linspace(-1, 1, y.numel()).view_as(y)
+            gx, ga, gb = torch.autograd.grad((y * weights).sum(), (x, m.conv_a.weight, m.conv_b.weight),
+                                             create_graph=True)
+            (ggx,) = torch.autograd.grad((gx * gx).sum() + (gb * gb).sum(), x)
+            results.append([t.detach() for t in (y, gx, ga, gb, ggx)])
+        for a, b in zip(*results):
+            if h % 2 or w % 2:
+                assert torch.equal(a, b), shape
+            else:
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+        recorder = Ops()
+        with recorder:
+            m(x0.clone().requires_grad_(True)).sum().backward()
+    assert ("constant_pad_nd" in recorder.names) == (h % 2 == 1 or w % 2 == 1)
