@@ -74,6 +74,10 @@ class SepConv(nn.Sequential):
 class FactorizedReduce(nn.Module):
     """Halve the resolution without losing pixels: two offset 1x1 stride-2 convs, concatenated."""
 
+    #: whether even maps take the subsampling path in the channels-last layout (False: always the
+    #: padded one, as DARTS writes it; ``benchmarks/factorized_reduce.py`` measures both)
+    subsample_even_maps = True
+
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
         self.relu = nn.ReLU()
@@ -85,15 +89,23 @@ class FactorizedReduce(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
         h, w = x.shape[-2:]
-        if isinstance(h, int) and isinstance(w, int) and h % 2 == 0 and w % 2 == 0:
-            # an even map: the shifted branch reads pixels (2i+1, 2j+1) only, never the zero padding,
-            # so subsample and convolve with stride 1 instead of padding and copying the whole map
-            # (forward and backward: the same numbers bit for bit, tests/test_network.py)
-            conv = self.conv_b
-            shifted = F.conv2d(x[:, :, 1::2, 1::2], conv.weight, conv.bias, 1, 0, 1, conv.groups)
-        else:
-            shifted = self.conv_b(F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:])
+        even = isinstance(h, int) and isinstance(w, int) and h % 2 == 0 and w % 2 == 0
+        # the NCHW layout keeps the code of before channels-last networks bit for bit (layout.py)
+        fast = even and self.subsample_even_maps and channels_last()
+        shifted = self._subsampled(x) if fast else self._padded(x)
         return self.bn(cat_channels([self.conv_a(x), shifted], self.replicas))
+
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The second branch on the map shifted by one pixel, zero-padded at the bottom and right."""
+        return self.conv_b(F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:])
+
+    def _subsampled(self, x: torch.Tensor) -> torch.Tensor:
+        """The same for an even map, where the branch reads pixels (2i+1, 2j+1) only, never the
+        padding: subsample and convolve with stride 1 instead of padding and copying the whole map
+        (equal within float rounding, tests/test_network.py; mnist-search training steps
+        ``benchmarks/factorized_reduce.py``)."""
+        conv = self.conv_b
+        return F.conv2d(x[:, :, 1::2, 1::2], conv.weight, conv.bias, 1, 0, 1, conv.groups)
 
 
 def _to_contiguous(grad: torch.Tensor) -> torch.Tensor:
