@@ -153,7 +153,7 @@ class SearchRunner:
                 study.set_meta("objectives", json.dumps(list(self.config.objectives.items())))
             study.set_meta("elapsed", "0")
             return study, False
-        if stored != identity:
+        if stored != identity and not self._same_as_before_repeated_inputs(study, stored):
             old, new = json.loads(stored), json.loads(identity)
             field = next(k for k in new if old.get(k) != new.get(k))
             study.close()
@@ -168,6 +168,19 @@ class SearchRunner:
             study.close()
             raise
         return study, True
+
+    def _same_as_before_repeated_inputs(self, study: Study, stored: str) -> bool:
+        """Whether a study made before ``allow_repeated_inputs`` existed (no stored space), whose
+        identity names a space preset, is resumed by a config that spells that space out as it was
+        searched: ``{name: <preset>, allow_repeated_inputs: false}`` (a bare preset name resumes it
+        too, see :meth:`_use_study_space`)."""
+        if study.get_meta("space") is not None:
+            return False
+        old = json.loads(stored)
+        if not isinstance(old.get("space"), str):
+            return False
+        old["space"] = {"name": old["space"], "allow_repeated_inputs": False}
+        return json.dumps(old, sort_keys=True) == json.dumps(self.config.identity(), sort_keys=True)
 
     def _update_reporting_fields(self, study: Study) -> None:
         """A resumed study takes the config's reporting-only fields (``reference_point``) as they are now."""

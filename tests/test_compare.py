@@ -241,3 +241,12 @@ def test_relative_paths_in_a_compare_config_are_taken_from_its_folder(tmp_path, 
     repo = Path(__file__).resolve().parents[1]
     bench = load_compare_config(repo / "benchmarks" / "configs" / "compare_fashion.yaml")
     assert bench.out == str(repo / "benchmarks" / "results" / "compare_fashion") and bench.base_dir == str(repo)
+
+
+def test_the_report_names_the_space_with_its_overridden_settings():
+    from gtn_search.compare.report import space_label
+
+    assert space_label("gtn-nas") == "`gtn-nas`"
+    assert space_label({"name": "gtn-nas", "allow_repeated_inputs": False}) == "`gtn-nas` (allow_repeated_inputs: false)"
+    assert space_label({"name": "gtn-nas"}) == "`gtn-nas`"
+    assert space_label({"ops": ["identity"], "num_nodes": 1}) == "a custom space"

@@ -688,3 +688,28 @@ def test_cells_that_ignore_an_input_build_and_train_on_gtn_data(tiny_teaching_se
     assert all(p.grad is not None for p in net.parameters())
     gtn = make_evaluator("gtn", {"teaching_set": str(tiny_teaching_set), "val_size": 64}, str(mnist_root))
     assert gtn.evaluate(arch, bp, seed=1).ok
+
+
+@pytest.mark.parametrize("repeats", [False, True])
+def test_a_study_from_before_repeated_inputs_resumes_with_its_space_spelled_out(tmp_path, repeats):
+    """A config that pins the space such a study was searched in ({name: gtn-nas,
+    allow_repeated_inputs: false}, as benchmarks/configs/compare_fashion.yaml does since the preset
+    changed) resumes it exactly as the bare preset name does; asking for repeated inputs is refused."""
+    import shutil
+
+    EVALUATORS.add("hash-score", HashScoreEvaluator)
+    try:
+        study_path = tmp_path / "old.db"
+        shutil.copy(REPO / "tests" / "data" / "studies" / "pre_repeated_inputs.db", study_path)
+        data = {"study": str(study_path), "space": {"name": "gtn-nas", "allow_repeated_inputs": repeats},
+                "blueprint": TINY_BP, "strategy": {"name": "evolution", "options": {"population": 4, "sample_size": 2}},
+                "evaluator": {"name": "hash-score"}, "budget": {"trials": 12}, "seed": 0}
+        if repeats:
+            with pytest.raises(StorageError, match="different 'space'"):
+                run_search(SearchConfig.model_validate(data), progress=False)
+            assert len(Study(str(study_path)).trials()) == 6  # nothing recorded is lost
+            return
+        assert run_search(SearchConfig.model_validate(data), progress=False).resumed
+        assert [t.hash for t in Study(str(study_path)).trials()][6:] == PRE_REPEATS_CONTINUATION
+    finally:
+        EVALUATORS.unregister("hash-score")

@@ -21,6 +21,16 @@ def _ci(c: dict[str, Any], key: str) -> str:
     return f"{_f(c[key])} [{_f(lo, 2)}, {_f(hi, 2)}]"
 
 
+def space_label(spec: str | dict[str, Any]) -> str:
+    """How the report names a search space: a preset by name, with the settings a config overrides."""
+    if isinstance(spec, str):
+        return f"`{spec}`"
+    if "name" not in spec:
+        return "a custom space"
+    settings = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in spec.items() if k != "name")
+    return f"`{spec['name']}`" + (f" ({settings})" if settings else "")
+
+
 def _main_gtn(results: dict[str, Any]) -> dict[str, Any] | None:
     gtn = [r for r in results["table"] if r["kind"] == "gtn"]
     return max(gtn, key=lambda r: r["steps"]) if gtn else None
@@ -80,7 +90,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     lines = [
         "# GTN versus real data: rank correlation under equal compute", "",
         (f"Dataset {results['dataset']}; {len(results['architectures'])} architectures sampled from "
-        f"`{cfg['space'] if isinstance(cfg['space'], str) else 'custom space'}` (seed {cfg['seed']}); proxies "
+        f"{space_label(cfg['space'])} with seed {cfg['seed']}; proxies "
         f"score them on the `{cfg['blueprint'] if isinstance(cfg['blueprint'], str) else 'custom'}` blueprint. "
         f"Ground truth: final training ({cfg['ground_truth']['recipe']['epochs']} epochs) of each, test accuracy "
         f"{_f(min(accs) if accs else None)} .. {_f(max(accs) if accs else None)} (median "
