@@ -24,38 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from _paired import paired_rows, timed, workload
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gtn_search.evaluators.common import (  # noqa: E402
-    build_candidates,
-    candidate_blueprint,
-    dataset_for,
-    score_seeds,
-    validation_split,
-)
-from gtn_search.evaluators.gtn_evaluator import load_teaching_set  # noqa: E402
-from gtn_search.host_memory import retain_freed_memory  # noqa: E402
-from search_spaces.blueprint import blueprint_preset  # noqa: E402
-from search_spaces.network import build  # noqa: E402
-from search_spaces.ops import FactorizedReduce  # noqa: E402
-from search_spaces.presets import get_space  # noqa: E402
-
-TEACHING = "benchmarks/results/compare_fashion/teaching_set.pt"
-
-
-def _timed(fn: Callable[[], object]) -> tuple[float, object]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
+from gtn_search.evaluators.common import build_candidates, score_seeds
+from search_spaces.network import build
+from search_spaces.ops import FactorizedReduce
 
 
 def main() -> None:
@@ -66,24 +43,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/factorized_reduce.json")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    retain_freed_memory()
-    space = get_space("gtn-nas")
-    teaching = load_teaching_set(TEACHING)
-    data = dataset_for(teaching.dataset, args.data_root)
-    tiny = candidate_blueprint(blueprint_preset("mnist-tiny"), data, "learner", "batch_stats", True)
-    final_bp = blueprint_preset("mnist-search").model_copy(update={"num_classes": 10})
-    x, y = validation_split(data, 1000)
-    xb, yb = data.train_x[:96], data.train_y[:96]
+    w = workload(args.data_root, args.threads)
+    teaching, xb, yb = w.teaching, w.batch_x, w.batch_y
     times: dict[str, dict[str, list[float]]] = {k: {"padded": [], "subsampled": []} for k in ("final_step", "gtn_trial")}
     score_gap = 0.0
     for a in range(args.archs):
-        arch = space.sample(np.random.default_rng(a))
+        arch = w.space.sample(np.random.default_rng(a))
         scores = {}
         order = (("padded", False), ("subsampled", True)) if a % 2 else (("subsampled", True), ("padded", False))
         for label, subsample in order:
             FactorizedReduce.subsample_even_maps = subsample
-            net = build(arch, final_bp, seed=0)
+            net = build(arch, w.final, seed=0)
             opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=3e-4)
 
             def step() -> None:
@@ -92,25 +62,16 @@ def main() -> None:
                 opt.step()
 
             step()
-            times["final_step"][label].append(_timed(lambda: [step() for _ in range(args.steps)])[0] / args.steps)
-            module, _, _ = build_candidates(arch, tiny, [0], teaching.batch, torch.device("cpu"))
-            t, params = _timed(lambda: teaching.train(module, 32))
-            t2, scores[label] = _timed(lambda: score_seeds(module, params, x, y, 1000, [0]))
+            times["final_step"][label].append(timed(lambda: [step() for _ in range(args.steps)])[0] / args.steps)
+            module, _, _ = build_candidates(arch, w.tiny, [0], teaching.batch, torch.device("cpu"))
+            t, params = timed(lambda: teaching.train(module, 32))
+            t2, scores[label] = timed(lambda: score_seeds(module, params, w.val_x, w.val_y, 1000, [0]))
             times["gtn_trial"][label].append(t + t2)
         score_gap = max(score_gap, abs(scores["padded"][0][0] - scores["subsampled"][0][0]))
     FactorizedReduce.subsample_even_maps = True
-    rows = {}
     names = {"final_step": "final-training step, mnist-search, batch 96",
              "gtn_trial": "GTN trial: 32 steps + 1,000 images, mnist-tiny"}
-    print(f"{'work':<48} {'padded (s)':>10} {'subsampled (s)':>14} {'speed-up':>9}")
-    for key, label in names.items():
-        padded, sub = statistics.median(times[key]["padded"]), statistics.median(times[key]["subsampled"])
-        ratios = [p / s for p, s in zip(times[key]["padded"], times[key]["subsampled"])]
-        rows[key] = {"work": label, "padded_s": padded, "subsampled_s": sub,
-                     "speedup_median_paired": statistics.median(ratios), "speedup_min": min(ratios),
-                     "speedup_max": max(ratios)}
-        print(f"{label:<48} {padded:>10.3f} {sub:>14.3f} {statistics.median(ratios):>8.2f}x "
-              f"({min(ratios):.2f}-{max(ratios):.2f})")
+    rows = paired_rows(times, names, "padded", "subsampled")
     print(f"largest difference of a GTN validation accuracy between the paths: {score_gap:.4f}")
     out = {"archs": args.archs, "threads": args.threads, "rows": rows, "max_gtn_accuracy_difference": score_gap}
     Path(args.out).write_text(json.dumps(out, indent=2))

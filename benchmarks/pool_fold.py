@@ -22,42 +22,21 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from _paired import paired_rows, timed, workload
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gtn_search.evaluators.common import (  # noqa: E402
-    build_candidates,
-    candidate_blueprint,
-    dataset_for,
-    score_seeds,
-    validation_split,
-)
-from gtn_search.evaluators.gtn_evaluator import load_teaching_set  # noqa: E402
-from gtn_search.host_memory import retain_freed_memory  # noqa: E402
-from search_spaces import ops  # noqa: E402
-from search_spaces.blueprint import blueprint_preset  # noqa: E402
-from search_spaces.network import build  # noqa: E402
-from search_spaces.presets import get_space  # noqa: E402
+from gtn_search.evaluators.common import build_candidates, score_seeds
+from search_spaces import ops
+from search_spaces.network import build
 
 FOLD = ops.pool_fold_factor
-TEACHING = "benchmarks/results/compare_fashion/teaching_set.pt"
 
 
 def _no_fold(*args: int) -> int:
     return 1
-
-
-def _timed(fn: Callable[[], object]) -> tuple[float, object]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
 
 
 def main() -> None:
@@ -67,28 +46,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/pool_fold.json")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    retain_freed_memory()
-    space = get_space("gtn-nas")
-    teaching = load_teaching_set(TEACHING)
-    data = dataset_for(teaching.dataset, args.data_root)
-    tiny = candidate_blueprint(blueprint_preset("mnist-tiny"), data, "learner", "batch_stats", True)
-    final_bp = blueprint_preset("mnist-search").model_copy(update={"num_classes": 10})
-    x, y = validation_split(data, 1000)
-    xb, yb = data.train_x[:96], data.train_y[:96]
+    w = workload(args.data_root, args.threads)
+    teaching, x, y, xb, yb = w.teaching, w.val_x, w.val_y, w.batch_x, w.batch_y
     times: dict[str, dict[str, list[float]]] = {k: {"fold": [], "plain": []}
                                                for k in ("gtn_train", "gtn_score", "final_step", "final_eval")}
     for a in range(args.archs):
-        arch = space.sample(np.random.default_rng(a))
+        arch = w.space.sample(np.random.default_rng(a))
         scores = {}
         for label, factor in (("plain", _no_fold), ("fold", FOLD)) if a % 2 else (("fold", FOLD), ("plain", _no_fold)):
             ops.pool_fold_factor = factor
-            module, _, _ = build_candidates(arch, tiny, [0], teaching.batch, torch.device("cpu"))
-            t, params = _timed(lambda: teaching.train(module, 32))
+            module, _, _ = build_candidates(arch, w.tiny, [0], teaching.batch, torch.device("cpu"))
+            t, params = timed(lambda: teaching.train(module, 32))
             times["gtn_train"][label].append(t)
-            t, scores[label] = _timed(lambda: score_seeds(module, params, x, y, 1000, [0]))
+            t, scores[label] = timed(lambda: score_seeds(module, params, x, y, 1000, [0]))
             times["gtn_score"][label].append(t)
-            net = build(arch, final_bp, seed=0)
+            net = build(arch, w.final, seed=0)
             opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
 
             def step() -> None:
@@ -97,22 +69,15 @@ def main() -> None:
                 opt.step()
 
             step()
-            times["final_step"][label].append(min(_timed(step)[0] for _ in range(2)))
+            times["final_step"][label].append(min(timed(step)[0] for _ in range(2)))
             net.eval()
             with torch.no_grad():
-                times["final_eval"][label].append(_timed(lambda: net(x))[0])
+                times["final_eval"][label].append(timed(lambda: net(x))[0])
         assert scores["fold"] == scores["plain"], (arch.hash, scores)
     ops.pool_fold_factor = FOLD
-    rows = {}
-    print(f"{'work':<44} {'plain (s)':>10} {'folded (s)':>10} {'speed-up':>9}")
     names = {"gtn_train": "GTN trial: 32 steps, 4-channel mnist-tiny cell", "gtn_score": "GTN trial: scoring 1,000 images",
              "final_step": "final-training step, mnist-search, batch 96", "final_eval": "mnist-search forward, 1,000 images"}
-    for key, label in names.items():
-        plain, fold = statistics.median(times[key]["plain"]), statistics.median(times[key]["fold"])
-        ratios = [p / f for p, f in zip(times[key]["plain"], times[key]["fold"])]
-        rows[key] = {"work": label, "plain_s": plain, "fold_s": fold, "speedup_median_paired": statistics.median(ratios),
-                     "speedup_min": min(ratios), "speedup_max": max(ratios)}
-        print(f"{label:<44} {plain:>10.3f} {fold:>10.3f} {statistics.median(ratios):>8.2f}x")
+    rows = paired_rows(times, names, "plain", "fold")
     trial = [(a + b) / (c + d) for a, b, c, d in zip(times["gtn_train"]["plain"], times["gtn_score"]["plain"],
                                                      times["gtn_train"]["fold"], times["gtn_score"]["fold"])]
     print(f"whole GTN trial: {statistics.median(trial):.2f}x (paired median over {args.archs} cells, "
