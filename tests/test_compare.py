@@ -79,8 +79,12 @@ def test_replicated_ground_truth_reuses_the_single_seed_run_and_reports_the_nois
     assert "Noise ceiling of the ground truth" in (tmp_path / "cmp" / "report.md").read_text()
 
 
-def test_compare_end_to_end_and_resume(tmp_path, tiny_teaching_set, mnist_root, monkeypatch):
+def test_compare_end_to_end_and_resume(tmp_path, tiny_teaching_set, mnist_root, monkeypatch, capsys):
     cfg = load_compare_config_from(tmp_path, tiny_config(tmp_path, tiny_teaching_set, mnist_root))
+    assert main(["compare", str(tmp_path / "compare.yaml"), "--status"]) == 1  # nothing computed yet: one line
+    err = capsys.readouterr().err
+    assert "compare.db does not exist: nothing of this comparison has been computed yet" in err
+    assert "Traceback" not in err and not (tmp_path / "cmp").exists()  # and nothing created
     first = run_compare(cfg, progress=False)
     out = tmp_path / "cmp"
     settings = [r["setting"] for r in first["table"]]
@@ -138,6 +142,43 @@ def test_compare_end_to_end_and_resume(tmp_path, tiny_teaching_set, mnist_root, 
     run_compare(load_compare_config_from(tmp_path, tiny_config(tmp_path, tiny_teaching_set, mnist_root,
                                                                equal_budget=eb)), progress=False)
     assert calls == {"train": 0, "evaluate": 0}  # a finished comparison recomputes nothing
+    _check_status(tmp_path, tiny_config(tmp_path, tiny_teaching_set, mnist_root, equal_budget=eb), second)
+
+
+def _check_status(tmp_path, data, results):
+    """``compare --status`` on a finished comparison that then lost rows (as a kill would) and gained a
+    search: it counts what is stored, and reads without writing."""
+    import sqlite3
+
+    status_config = tmp_path / "status.yaml"
+    lost = results["architectures"][0]
+    conn = sqlite3.connect(tmp_path / "cmp" / "compare.db", isolation_level=None)
+    conn.execute("DELETE FROM ground_truth WHERE hash=?", (lost,))
+    conn.execute("DELETE FROM proxy WHERE flops=0 AND hash IN (?, ?)", tuple(results["architectures"][1:3]))
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data["equal_budget"] = {**data["equal_budget"], "seeds": [0, 1, 2]}
+    status_config.write_text(yaml.safe_dump(data))
+    runs = {k: v["runs"] for k, v in results["equal_budget"].items()}
+    picked = {c["hash"] for rs in runs.values() for r in rs for c in r["curve"] + r["top"] if c["hash"]}
+    files = {p: p.read_bytes() for p in (tmp_path / "cmp").rglob("*.db")}
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["compare", str(status_config), "--status"]) == 0
+    expected = ["  ground truth, replicate 1 of 1 (seed 0): 4 of 5 done"]
+    expected += [f"  proxy {s}: {3 if s == 'params' else 5} of 5 done"  # params rows cost 0 FLOPs
+                 for s in ("gtn@1", "gtn@3", "real@2", "real@8", "naswot", "params")]
+    for setting in ("gtn@3", "real@2"):
+        expected += [f"  search {setting} random seed {seed}: finished, {r['trials']} evaluations, 100% of its budget"
+                     for seed, r in enumerate(runs[f"{setting}|random"])]
+        expected.append(f"  search {setting} random seed 2: not started")
+    expected.append(f"  final trainings of what the 4 finished searches picked: {len(picked - {lost})} of "
+                    f"{len(picked)} done")
+    assert out.getvalue().splitlines()[1:] == expected
+    assert {p: p.read_bytes() for p in (tmp_path / "cmp").rglob("*.db")} == files  # nothing written
 
 
 def test_compare_with_worker_processes_gives_the_sequential_numbers(tmp_path, tiny_teaching_set, mnist_root):
@@ -250,3 +291,4 @@ def test_the_report_names_the_space_with_its_overridden_settings():
     assert space_label({"name": "gtn-nas", "allow_repeated_inputs": False}) == "`gtn-nas` (allow_repeated_inputs: false)"
     assert space_label({"name": "gtn-nas"}) == "`gtn-nas`"
     assert space_label({"ops": ["identity"], "num_nodes": 1}) == "a custom space"
+

@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     add_device_argument(c)
     c.add_argument("--no-progress", action="store_true")
+    c.add_argument("--status", action="store_true",
+                   help="print what is done and what is left (ground truth, proxies, searches) and exit; computes "
+                   "and writes nothing, so it is safe beside a running comparison")
     c.set_defaults(func=cmd_compare)
 
 
@@ -33,6 +36,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                    ("device", device_argument(args.device))) if v}
     config = load_compare_config(args.config, overrides)
     check_output(config.out, "--out" if args.out else f"{args.config}: field 'out':", folder=True)
+    if args.status:
+        from gtn_search.compare.run import Comparison
+        from gtn_search.compare.status import comparison_progress
+
+        with errors_name(args.config):
+            comparison = Comparison(config, progress=False, read_only=True)
+            try:
+                print("\n".join(comparison_progress(comparison).lines()))
+            finally:
+                comparison.store.close()
+        return 0
     with errors_name(args.config):
         results = run_compare(config, progress=not args.no_progress)
     print(f"{len(results['architectures'])} architectures, ground truth in {results['ground_truth_seconds']:.0f} s")

@@ -57,7 +57,7 @@ def _file_digests(options: dict[str, Any]) -> dict[str, str]:
 class Comparison:
     """One comparison run (see the module docstring); :meth:`run` returns the results dict."""
 
-    def __init__(self, config: CompareConfig, progress: bool = True) -> None:
+    def __init__(self, config: CompareConfig, progress: bool = True, read_only: bool = False) -> None:
         self.config = config
         self.progress = progress
         self.out = Path(config.out)
@@ -71,7 +71,7 @@ class Comparison:
                                 "blueprint": self.gt_blueprint.to_mapping(),
                                 "recipe": gt.recipe.model_dump(mode="json"), "seed": s})
                         for s in gt.replicate_seeds()]
-        self.store = CompareStore(self.out / "compare.db")
+        self.store = CompareStore(self.out / "compare.db", read_only=read_only)
         #: the ground-truth recipe on the comparison's device unless the recipe names one
         self.recipe = gt.recipe if gt.recipe.device else gt.recipe.model_copy(update={"device": config.device})
 
@@ -119,7 +119,7 @@ class Comparison:
             options = {**options, "dataset": self.config.dataset}
         return options
 
-    def _proxy_evaluators(self) -> dict[str, tuple[Evaluator, str, dict[str, Any], str]]:
+    def proxy_evaluators(self) -> dict[str, tuple[Evaluator, str, dict[str, Any], str]]:
         """Every proxy setting: its evaluator (set up, so bad input fails here), name, options and store key."""
         out = {}
         for setting, (proxy, options) in self.config.settings().items():
@@ -266,24 +266,20 @@ class Comparison:
         if eb is None:
             return None
         settings = self.config.settings()
-        first = {p.label: p.settings()[0][0] for p in self.config.proxies}
         picks: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for label in eb.evaluators:
-            setting = first.get(label, label)
+        for setting, strategy, seed in self.equal_budget_searches():
             proxy, options = settings[setting]
             options = self._options(proxy.evaluator.name, options)
-            for strategy in eb.strategies:
-                for seed in eb.seeds:
-                    cfg = SearchConfig(
-                        study=str(self.out / "searches" / f"{setting.replace('@', '_')}__{strategy}__seed{seed}.db"),
-                        space=self.config.space, blueprint=self.config.blueprint,
-                        strategy=PluginSpec(name=strategy, options=eb.strategy_options.get(strategy, {})),
-                        evaluator=PluginSpec(name=proxy.evaluator.name, options=options),
-                        budget=Budget(flops=eb.flops), seed=seed, data_root=self.config.data_root,
-                        device=self.config.device, base_dir=self.config.base_dir)
-                    summary = run_search(cfg, progress=self.progress)
-                    picks.setdefault((setting, strategy), []).append(
-                        self._search_picks(Study(summary.study), eb.top_k, eb.flops, eb.curve_fractions))
+            cfg = SearchConfig(
+                study=str(self.search_path(setting, strategy, seed)),
+                space=self.config.space, blueprint=self.config.blueprint,
+                strategy=PluginSpec(name=strategy, options=eb.strategy_options.get(strategy, {})),
+                evaluator=PluginSpec(name=proxy.evaluator.name, options=options),
+                budget=Budget(flops=eb.flops), seed=seed, data_root=self.config.data_root,
+                device=self.config.device, base_dir=self.config.base_dir)
+            summary = run_search(cfg, progress=self.progress)
+            picks.setdefault((setting, strategy), []).append(
+                self.search_picks(Study(summary.study), eb.top_k, eb.flops, eb.curve_fractions))
         needed = {a.hash: a for runs in picks.values() for r in runs for a in r["archs"]}
         if self.config.workers > 1:
             self.compute_in_parallel(list(needed.values()), {}, None)
@@ -300,7 +296,20 @@ class Comparison:
             }
         return results
 
-    def _search_picks(self, study: Study, top_k: int, budget: float, fractions: list[float]) -> dict[str, Any]:
+    def search_path(self, setting: str, strategy: str, seed: int) -> Path:
+        """The study of one equal-budget search."""
+        return self.out / "searches" / f"{setting.replace('@', '_')}__{strategy}__seed{seed}.db"
+
+    def equal_budget_searches(self) -> list[tuple[str, str, int]]:
+        """Every equal-budget search as (proxy setting, strategy, seed), in the order they run."""
+        eb = self.config.equal_budget
+        if eb is None:
+            return []
+        first = {p.label: p.settings()[0][0] for p in self.config.proxies}
+        return [(first.get(label, label), strategy, seed)
+                for label in eb.evaluators for strategy in eb.strategies for seed in eb.seeds]
+
+    def search_picks(self, study: Study, top_k: int, budget: float, fractions: list[float]) -> dict[str, Any]:
         """What a finished search found: its top-k and its best-so-far at each fraction of the budget."""
         trials = [t for t in study.trials() if t.finished]
         spent, best, curve = 0.0, None, []
@@ -346,7 +355,7 @@ class Comparison:
         settings = self.config.settings()
         bar = tqdm(total=len(archs) * (1 + len(settings)), disable=not self.progress, desc="compare",
                    unit="eval", dynamic_ncols=True)
-        evaluators = self._proxy_evaluators()
+        evaluators = self.proxy_evaluators()
         if self.config.workers > 1:
             self.compute_in_parallel(archs, evaluators, bar)
             bar.reset()

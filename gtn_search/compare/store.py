@@ -34,9 +34,20 @@ def digest(data: Any) -> str:
 class CompareStore:
     """Ground-truth trainings and proxy results of one comparison (the searches keep their own studies)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        """Open (and create, unless ``read_only``) the store; a read-only store must exist and never
+        writes, so it can watch a comparison that is running."""
         self.path = Path(path)
         try:
+            if read_only:
+                if not self.path.is_file():
+                    raise StorageError(f"{self.path} does not exist: nothing of this comparison has been computed "
+                                       f"yet (run gtn-search compare without --status to start it)")
+                self.conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, timeout=30,
+                                            isolation_level=None)
+                self.conn.execute("SELECT count(*) FROM ground_truth").fetchone()
+                self.conn.execute("SELECT count(*) FROM proxy").fetchone()
+                return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -65,6 +76,13 @@ class CompareStore:
              result.get("train_flops", 0.0) + result.get("eval_flops", 0.0), result.get("wall_seconds"),
              json.dumps(result)),
         )
+
+    def counts(self, table: str, key: str) -> dict[str, int]:
+        """How many rows of ``table`` ('ground_truth' or 'proxy') under ``key`` have each status."""
+        if table not in ("ground_truth", "proxy"):
+            raise ValueError(table)
+        rows = self.conn.execute(f"SELECT status, count(*) FROM {table} WHERE key=? GROUP BY status", (key,))
+        return {str(status): int(n) for status, n in rows}
 
     def close(self) -> None:
         self.conn.close()
