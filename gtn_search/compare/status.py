@@ -91,9 +91,10 @@ def comparison_progress(comparison: Comparison) -> Progress:
                for setting, (_, _, _, key) in comparison.proxy_evaluators().items()]
     progress = Progress(str(comparison.out), len(archs), ground_truth, proxies)
     eb = comparison.config.equal_budget
+    if eb is None:
+        return progress
     needed: dict[str, object] = {}
     for setting, strategy, seed in comparison.equal_budget_searches():
-        assert eb is not None
         path = comparison.search_path(setting, strategy, seed)
         label = f"{setting} {strategy} seed {seed}"
         if not path.is_file():
