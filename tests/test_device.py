@@ -28,6 +28,7 @@ from gtn_search.tensorfile import load_tensor_file, save_tensor_file
 from search_spaces.blueprint import blueprint_preset
 from search_spaces.layout import use_channels_last
 from search_spaces.presets import get_space
+from tests.recorded_numbers import assert_recorded
 
 torch.set_num_threads(1)
 
@@ -99,6 +100,7 @@ def test_a_search_config_asking_for_cuda_without_cuda_stops_with_one_line(tmp_pa
 # -- CPU results are those of before -----------------------------------------------------------------
 #: computed on main before the device option existed (commits f305877 and 46bc2dd agree), one torch thread;
 #: a later change that deliberately alters CPU numbers must recompute them (float.hex of the same calls).
+#: Bit for bit on the CPU kind they were recorded on, within float rounding elsewhere (tests/recorded_numbers.py).
 #: Cell networks run in the NCHW layout here: it reproduces the code of before bit for bit (the
 #: channels-last default agrees within float tolerance, tests/test_network.py).
 BEFORE = {
@@ -117,8 +119,7 @@ def test_device_cpu_gives_bitwise_the_meta_losses_and_scores_of_before(tmp_path,
                                 "device": "cpu"})
     trainer = MetaTrainer(config, random_data())
     trainer.run(progress=False)
-    assert [x.hex() for x in trainer.history["meta_loss"]] + [trainer.history["monitor_accuracy"][-1].hex()] \
-        == BEFORE["meta_none"]
+    assert_recorded(list(trainer.history["meta_loss"]) + [trainer.history["monitor_accuracy"][-1]], BEFORE["meta_none"])
 
     data28 = random_data((1, 28, 28), n=600)
     monkeypatch.setattr(common, "load_dataset", lambda name, root=None, **_: data28)
@@ -130,15 +131,15 @@ def test_device_cpu_gives_bitwise_the_meta_losses_and_scores_of_before(tmp_path,
         arch = get_space("gtn-nas", allow_repeated_inputs=False).sample(np.random.default_rng(3))
         bp = blueprint_preset("mnist-tiny")
         gtn = make_evaluator("gtn", {"teaching_set": str(teaching), "val_size": 100}, device="cpu").evaluate(arch, bp, 7)
-        assert gtn.metrics["val_loss"].hex() == BEFORE["gtn_val_loss"]
+        assert_recorded([gtn.metrics["val_loss"]], [BEFORE["gtn_val_loss"]])
         real = make_evaluator("real", {"steps": 5, "batch_size": 16, "augment": "crop_flip", "val_size": 100,
                                        "device": "cpu"}).evaluate(arch, bp, 7)
-        assert [real.score.hex(), real.metrics["val_loss"].hex()] == BEFORE["real"]
-        assert make_evaluator("naswot", {"batch_size": 16}, device="cpu").evaluate(arch, bp, 7).score.hex() \
-            == BEFORE["naswot"]
+        assert_recorded([real.score, real.metrics["val_loss"]], BEFORE["real"])
+        assert_recorded([make_evaluator("naswot", {"batch_size": 16}, device="cpu").evaluate(arch, bp, 7).score],
+                        [BEFORE["naswot"]])
         recipe = TrainConfig(epochs=0.5, batch_size=32, cutout=4, augment="crop_flip", eval_batch=50, device="cpu")
         final = train_final(arch, bp.model_copy(update={"channels": 4}), data28, recipe, seed=1)
-        assert [final.test_accuracy.hex(), final.test_loss.hex()] == BEFORE["final"]
+        assert_recorded([final.test_accuracy, final.test_loss], BEFORE["final"])
 
 
 # -- random draws on the CPU, tensors on the device (the meta device stands in for a GPU) ---------------
