@@ -77,12 +77,5 @@ class CompareStore:
              json.dumps(result)),
         )
 
-    def counts(self, table: str, key: str) -> dict[str, int]:
-        """How many rows of ``table`` ('ground_truth' or 'proxy') under ``key`` have each status."""
-        if table not in ("ground_truth", "proxy"):
-            raise ValueError(table)
-        rows = self.conn.execute(f"SELECT status, count(*) FROM {table} WHERE key=? GROUP BY status", (key,))
-        return {str(status): int(n) for status, n in rows}
-
     def close(self) -> None:
         self.conn.close()
