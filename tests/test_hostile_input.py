@@ -356,3 +356,19 @@ def test_compare_config_errors_name_the_yaml_file(tmp_path, mnist_root, monkeypa
     Path("compare.yaml").write_text(yaml.safe_dump(data))
     assert main(["compare", "compare.yaml", "--no-progress"]) == 1
     one_line_error(capsys, f"error: compare.yaml: {message.replace('{tmp}', str(tmp_path))}")
+
+
+
+def test_output_piped_into_a_reader_that_stops_is_not_an_internal_error(monkeypatch, capsys):
+    """`gtn-search compare X --status | head -2`: the reader closes the pipe, the command stops quietly."""
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["strategies"]) == 0
+    assert capsys.readouterr().err == ""

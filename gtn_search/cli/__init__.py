@@ -72,6 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         what, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
         print(f"{what}: recorded results are kept; run the same command again to resume", file=sys.stderr)
         return code
+    except BrokenPipeError:  # output piped into a reader that stopped (e.g. `| head`): not an error
+        # Python would complain again when flushing stdout at exit: point it at /dev/null
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # stdout is not a file (captured, replaced)
+            pass
+        return 0
     except Exception as exc:  # a bug: one line unless debugging  # noqa: BLE001
         if os.environ.get("GTN_SEARCH_DEBUG"):
             traceback.print_exc()
