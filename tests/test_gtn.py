@@ -271,6 +271,15 @@ def test_presets_load_and_config_errors():
         load_config(None, {"learner": {"kind": "mlp"}})
 
 
+def test_fashion_nas_preset_is_what_trained_its_committed_teaching_set():
+    """`gtn train --preset fashion-nas` reproduces the teaching set the README's figures come from
+    (issue 15's variant (d), chosen by the rule fixed in advance)."""
+    trained = Path(__file__).resolve().parents[1] / "benchmarks/results/fashion_nas_gtn_t64"
+    assert load_config("fashion-nas") == load_config(trained / "config.yaml")
+    teaching = TeachingSet.load(trained / "teaching_set.pt")
+    assert (teaching.steps, teaching.dataset) == (64, "fashion_mnist")
+
+
 def test_paper_preset_builds_at_full_size():
     """The authors' settings build (their meta-iterations are timed by benchmarks/gtn_paper_preset.py)."""
     cfg = load_config("mnist-paper")
