@@ -119,7 +119,7 @@ class Evaluator(ABC):
 
     #: options added after the first release, left out of :meth:`describe` at their default so
     #: that comparison stores keyed by an evaluator's description keep their keys
-    LATER_OPTIONS: ClassVar[dict[str, Any]] = {"seeds": 1, "batch_seeds": True}
+    LATER_OPTIONS: ClassVar[dict[str, Any]] = {"seeds": 1, "batch_seeds": True, "channels": None}
 
     def describe(self) -> dict[str, Any]:
         """Name and options, as stored with a study and exported architectures."""

@@ -37,13 +37,17 @@ def _on_device(name: str, data_root: str | None, device: str) -> DatasetTensors:
 
 
 def candidate_blueprint(blueprint: Blueprint, data: DatasetTensors, style: str, norm: str = "batch_stats",
-                        weight_norm: bool = True) -> Blueprint:
+                        weight_norm: bool = True, channels: int | None = None) -> Blueprint:
     """The blueprint fitted to the dataset's shape and classes, in learner or in its own style.
 
     ``learner`` style (weight norm, batch-statistics norm, LeakyReLU, Kaiming) is how GTN learners
-    are built; using it for every proxy evaluator makes their scores comparable.
+    are built; using it for every proxy evaluator makes their scores comparable. ``channels``
+    replaces the blueprint's base width C (an evaluator's ``channels`` option: a wider learner).
     """
-    bp = blueprint.model_copy(update={"input_shape": data.shape, "num_classes": data.num_classes})
+    update: dict[str, object] = {"input_shape": data.shape, "num_classes": data.num_classes}
+    if channels is not None:
+        update["channels"] = channels
+    bp = blueprint.model_copy(update=update)
     if style == "learner":
         bp = bp.model_copy(update={"norm": norm, "weight_norm": weight_norm, "activation": "leaky_relu",
                                    "init": "kaiming", "drop_path": 0.0, "auxiliary_weight": 0.0})

@@ -37,6 +37,9 @@ class GTNEvaluatorConfig(DeviceOption):
     steps: int | None = Field(default=None, ge=1)
     val_size: int = Field(default=2000, ge=2)
     eval_batch: int = Field(default=1000, ge=2)
+    #: the learner's base width C instead of the blueprint's (e.g. 16 for a 4-channel mnist-tiny:
+    #: a wider learner, more compute per step, possibly a better ranking)
+    channels: int | None = Field(default=None, ge=1, le=4096)
     #: independent initialisations per candidate (score = their mean, cost = their sum)
     seeds: int = Field(default=1, ge=1, le=64)
     #: train the seeds side by side as one stacked network (search_spaces.replicas); false: one by one
@@ -85,7 +88,7 @@ class GTNEvaluator(SeedBatchingEvaluator):
         teaching = load_teaching_set(self.config.teaching_set, device)
         data = dataset_for(teaching.dataset, self.data_root, device)
         norm, wn = self._style(teaching)
-        bp = candidate_blueprint(blueprint, data, "learner", norm, wn)
+        bp = candidate_blueprint(blueprint, data, "learner", norm, wn, self.config.channels)
         module, params, fwd = build_candidates(arch, bp, seeds, teaching.batch, device)
         steps = self.config.steps or teaching.steps
         trained = teaching.train(module, steps)

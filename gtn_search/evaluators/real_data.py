@@ -52,6 +52,9 @@ class RealDataEvaluatorConfig(DeviceOption, AmpOption):
     style: Literal["learner", "blueprint"] = "learner"
     val_size: int = Field(default=2000, ge=2)
     eval_batch: int = Field(default=1000, ge=2)
+    #: the learner's base width C instead of the blueprint's (e.g. 16 for a 4-channel mnist-tiny:
+    #: a wider learner, more compute per step, possibly a better ranking)
+    channels: int | None = Field(default=None, ge=1, le=4096)
     #: independent initialisations per candidate (score = their mean, cost = their sum)
     seeds: int = Field(default=1, ge=1, le=64)
     #: train the seeds side by side as one stacked network (search_spaces.replicas); false: one by one
@@ -89,7 +92,7 @@ class RealDataEvaluator(SeedBatchingEvaluator):
         batches and augmentations from its own seed, as it would alone) and score each."""
         cfg, device = self.config, self.device
         data = dataset_for(cfg.dataset, self.data_root, device)
-        bp = candidate_blueprint(blueprint, data, cfg.style)
+        bp = candidate_blueprint(blueprint, data, cfg.style, channels=cfg.channels)
         module, params, fwd = build_candidates(arch, bp, seeds, cfg.batch_size, device)
         n = len(data.train_x)
         steps = cfg.steps or max(1, math.ceil(cfg.epochs * n / cfg.batch_size))  # type: ignore[operator]
