@@ -96,8 +96,10 @@ def main() -> None:
             "total_tflop": flop_it * config.meta_iterations / 1e12,
         })
     first = rows[0]
-    print(f"\n{args.threads} thread(s), iterations {indices[0]}-{indices[-1]} (FLOPs over the first {args.flop_iterations})")
-    print(f"{'config':58} {'T':>3} {'its':>4} {'s/it':>6} {'GFLOP/it':>9} {'x ref/it':>8} {'total h':>8} {'TFLOP':>7} {'x ref':>6}")
+    print(f"\n{args.threads} thread(s), iterations {indices[0]}-{indices[-1]} "
+          f"(FLOPs over the first {args.flop_iterations})")
+    print(f"{'config':58} {'T':>3} {'its':>4} {'s/it':>6} {'GFLOP/it':>9} {'x ref/it':>8} {'total h':>8} "
+          f"{'TFLOP':>7} {'x ref':>6}")
     for row in rows:
         print(f"{row['config']:58} {row['inner_steps']:3d} {row['meta_iterations']:4d} "
               f"{row['seconds_per_iteration']:6.2f} {row['gflop_per_iteration']:9.1f} "
