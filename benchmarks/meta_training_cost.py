@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import time
@@ -105,8 +106,11 @@ def main() -> None:
               f"{row['seconds_per_iteration']:6.2f} {row['gflop_per_iteration']:9.1f} "
               f"{row['ratio_to_first_per_iteration_median']:8.2f} {row['total_hours']:8.2f} "
               f"{row['total_tflop']:7.1f} {row['total_hours'] / first['total_hours']:6.2f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"peak memory of this process (the most demanding config's): {peak:.1f} GiB")
     if args.json:
         Path(args.json).write_text(json.dumps({"threads": args.threads, "iterations": indices, "rows": rows,
+                                               "peak_rss_gib": peak,
                                                "command": "python " + " ".join(sys.argv)},
                                               indent=2) + "\n")
         print(f"saved {args.json}")
