@@ -247,6 +247,7 @@ class SearchRunner:
         try:
             rerun = self._restore(study)
             event = study.next_event()
+            first_event = event
             elapsed_before = float(study.get_meta("elapsed") or 0)
             start = time.monotonic()
             executor = make_executor(self.config.executor, self.config.workers, self.config.scheduler,
@@ -263,9 +264,11 @@ class SearchRunner:
             infeasible_streak = 0
             in_flight_values: dict[int, dict[str, float]] = {}
 
-            def save_snapshot() -> None:
+            def save_snapshot() -> float:
+                elapsed = elapsed_before + time.monotonic() - start
                 study.save_snapshot(study.next_event() - 1, self.strategy.state_dict())
-                study.set_meta("elapsed", str(elapsed_before + time.monotonic() - start))
+                study.set_meta("elapsed", str(elapsed))
+                return elapsed
 
             spent = {"trials": len(study.trials()) - len(rerun), "flops": totals["flops"]}
 
@@ -358,12 +361,13 @@ class SearchRunner:
                 if since_snapshot >= self.snapshot_every:
                     save_snapshot()
                     since_snapshot = 0
-            save_snapshot()
+            # a search resumed with nothing left to do (already at its budget) stays as it was recorded
+            elapsed = save_snapshot() if event != first_event or rerun else elapsed_before
             bar.close()
             counts, totals = study.counts(), study.totals()
             return SearchSummary(
                 study=os.path.abspath(study.path), evaluated=totals["evaluated"], cached=counts.get("cached", 0),
-                failed=counts.get("failed", 0), seconds=elapsed_before + time.monotonic() - start,
+                failed=counts.get("failed", 0), seconds=elapsed,
                 flops=totals["flops"], best=study.best(10), resumed=resumed, rerun=len(rerun),
                 infeasible=counts.get("infeasible", 0),
             )

@@ -136,6 +136,21 @@ def test_resume_continues_without_re_evaluating(tmp_path, tiny_teaching_set, mni
     assert a == b  # stopping and resuming changes nothing
 
 
+def test_running_a_finished_search_again_changes_nothing(tmp_path, tiny_teaching_set, mnist_root):
+    """`gtn-search compare` re-runs its finished equal-budget searches on every call: the study's
+    elapsed time and strategy snapshot must stay as the search left them."""
+    cfg = config(tmp_path, tiny_teaching_set, mnist_root, budget={"trials": 3})
+    first = run_search(cfg, progress=False)
+    study = Study(cfg.study)
+    before = (study.get_meta("elapsed"), study.conn.execute("SELECT * FROM snapshots").fetchall())
+    study.close()
+    again = run_search(cfg, progress=False)
+    study = Study(cfg.study)
+    assert (study.get_meta("elapsed"), study.conn.execute("SELECT * FROM snapshots").fetchall()) == before
+    assert again.seconds == first.seconds == float(before[0])
+    assert again.evaluated == first.evaluated == 3 and again.resumed
+
+
 def test_resume_refuses_another_configuration(tmp_path, tiny_teaching_set, mnist_root):
     run_search(config(tmp_path, tiny_teaching_set, mnist_root, budget={"trials": 1}), progress=False)
     with pytest.raises(StorageError, match="different 'seed'"):

@@ -172,31 +172,61 @@ def plot_scatter(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_correlation_vs_cost(results: dict[str, Any], path: Path) -> None:
-    """Spearman versus cost per architecture: a curve per swept proxy, a point per single setting."""
+def _proxy_styles(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A distinct colour per proxy label (20 before any repeats), the line style by kind: GTN proxies
+    solid with circles, real-data proxies dashed with triangles, single settings (free proxies) squares."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, subset, title in zip(axes, ("all", "top50"), ("all architectures", "top 50% by proxy")):
-        by_label: dict[str, list[dict[str, Any]]] = {}
-        for r in results["table"]:
-            by_label.setdefault(r["label"], []).append(r)
-        for label, rows in by_label.items():
-            rows = sorted(rows, key=lambda r: r["flops_per_arch"])
-            xs = [max(r["flops_per_arch"], 1.0) for r in rows]
-            ys = [r[subset]["spearman"] for r in rows]
-            ax.plot(xs, ys, marker="o" if len(rows) > 1 else "s", label=label)
-            for r, x, y in zip(rows, xs, ys):
-                if len(rows) > 1:
-                    ax.annotate(str(r["steps"]), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_xlabel("cost per architecture (FLOPs, log)")
-        ax.set_title(title, fontsize=10)
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("Spearman with the ground truth")
-    axes[1].legend(fontsize=8)
+    palette = plt.get_cmap("tab20").colors
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    kinds = {r["label"]: r.get("kind") for r in rows}
+    styles = {}
+    for i, label in enumerate(labels):
+        kind = kinds[label]
+        styles[label] = {"color": palette[(2 * i) % 20 + (i // 10) % 2],
+                         "linestyle": "--" if kind == "real" else "-",
+                         "marker": "o" if kind == "gtn" else "^" if kind == "real" else "s"}
+    return styles
+
+
+def plot_correlation_vs_cost(results: dict[str, Any], path: Path) -> None:
+    """Spearman versus cost per architecture: a curve per swept proxy, a point per single setting;
+    the second row zooms on the trained proxies (GTN and real data), whose costs lie close together."""
+    plt = _plt()
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for r in results["table"]:
+        by_label.setdefault(r["label"], []).append(r)
+    styles = _proxy_styles(results["table"])
+    trained = [r for r in results["table"] if r.get("kind") in ("gtn", "real")]
+    rows_of_axes = 2 if trained else 1
+    fig, axes = plt.subplots(rows_of_axes, 2, figsize=(12, 4.2 * rows_of_axes), sharey=True, squeeze=False)
+    for row in range(rows_of_axes):
+        zoom = row == 1
+        for ax, subset, title in zip(axes[row], ("all", "top50"), ("all architectures", "top 50% by proxy")):
+            for label, rows in by_label.items():
+                if zoom and rows[0].get("kind") not in ("gtn", "real"):
+                    continue
+                rows = sorted(rows, key=lambda r: r["flops_per_arch"])
+                xs = [max(r["flops_per_arch"], 1.0) for r in rows]
+                ys = [r[subset]["spearman"] for r in rows]
+                ax.plot(xs, ys, label=label, markersize=5, **styles[label])
+                for r, x, y in zip(rows, xs, ys):
+                    if len(rows) > 1:
+                        ax.annotate(str(r["steps"]), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points",
+                                    color=styles[label]["color"])
+            ax.set_xscale("log")
+            if zoom:
+                costs = [max(r["flops_per_arch"], 1.0) for r in trained]
+                ax.set_xlim(min(costs) / 1.5, max(costs) * 1.5)
+                title += ", trained proxies only"
+            ax.set_xlabel("cost per architecture (FLOPs, log)")
+            ax.set_title(title, fontsize=10)
+            ax.axhline(0, color="grey", lw=0.5)
+            ax.grid(alpha=0.3)
+        axes[row][0].set_ylabel("Spearman with the ground truth")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
