@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import yaml
@@ -177,8 +178,29 @@ def _check_status(tmp_path, data, results):
         expected.append(f"  search {setting} random seed 2: not started")
     expected.append(f"  final trainings of what the 4 finished searches picked: {len(picked - {lost})} of "
                     f"{len(picked)} done")
-    assert out.getvalue().splitlines()[1:] == expected
+    lines = out.getvalue().splitlines()[1:]
+    assert lines[7].startswith("  time left for ground truth and proxies: about ")  # after the 7 counts
+    lines = lines[:7] + lines[8:]
+    left = re.compile(r", about \d+ (s|min|h) left \(\d+ (s|min|h) each, 1 worker\)$")
+    assert [left.sub("", line) for line in lines] == expected
+    # the lines with something left (the lost ground truth, the lost params rows) carry their estimate
+    assert [line for line in lines if left.search(line)] == [lines[0], lines[6]]
     assert {p: p.read_bytes() for p in (tmp_path / "cmp").rglob("*.db")} == files  # nothing written
+
+
+def test_status_estimates_the_time_left_at_the_median_pace():
+    from gtn_search.compare.status import Count, Progress, duration
+
+    assert [duration(s) for s in (40, 150, 7200)] == ["40 s", "2 min", "2.0 h"]
+    gt = Count("ground truth", ok=3, failed=0, total=5, pace=120.0, workers=2)
+    assert gt.seconds_left == 120.0
+    assert gt.line() == "ground truth: 3 of 5 done, about 2 min left (2 min each, 2 workers)"
+    new = Count("proxy gtn@32", ok=0, failed=0, total=5)
+    done = Count("proxy params", ok=5, failed=0, total=5, pace=0.1)
+    assert new.seconds_left is None and new.line() == "proxy gtn@32: 0 of 5 done" and done.seconds_left == 0.0
+    assert done.line() == "proxy params: 5 of 5 done"
+    lines = Progress("out", 5, [gt], [new, done]).lines()
+    assert lines[-1] == "  time left for ground truth and proxies: about 2 min (+ 1 setting not started, no pace yet)"
 
 
 def test_compare_with_worker_processes_gives_the_sequential_numbers(tmp_path, tiny_teaching_set, mnist_root):

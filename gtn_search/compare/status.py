@@ -7,10 +7,20 @@ sessions; ``gtn-search compare CONFIG --status`` answers "what is done, what is 
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 
 from gtn_search.compare.run import Comparison
 from gtn_search.storage import Study
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` for a person: 40 s, 12 min, 3.4 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @dataclass
@@ -21,10 +31,29 @@ class Count:
     ok: int
     failed: int
     total: int
+    #: median seconds of one result of this kind so far (None: none measured yet)
+    pace: float | None = None
+    #: worker processes the comparison runs (the time left is divided among them)
+    workers: int = 1
+
+    @property
+    def left(self) -> int:
+        return self.total - self.ok - self.failed
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Wall-clock seconds the rest should take at the median pace so far (None: unknown)."""
+        if not self.left:
+            return 0.0
+        return None if self.pace is None else self.pace * self.left / self.workers
 
     def line(self) -> str:
         failed = f" ({self.failed} failed)" if self.failed else ""
-        return f"{self.label}: {self.ok + self.failed} of {self.total} done{failed}"
+        text = f"{self.label}: {self.ok + self.failed} of {self.total} done{failed}"
+        if self.left and self.seconds_left is not None:
+            text += (f", about {duration(self.seconds_left)} left ({duration(self.pace or 0.0)} each, "
+                     f"{self.workers} worker{'s' if self.workers > 1 else ''})")
+        return text
 
 
 @dataclass
@@ -64,6 +93,15 @@ class Progress:
     def lines(self) -> list[str]:
         out = [f"comparison {self.out}: {self.architectures} architectures"]
         out += [f"  {c.line()}" for c in self.ground_truth + self.proxies]
+        counts = self.ground_truth + self.proxies
+        known = [c.seconds_left for c in counts if c.left and c.seconds_left is not None]
+        unknown = sum(1 for c in counts if c.left and c.seconds_left is None)
+        if known or unknown:
+            text = f"  time left for ground truth and proxies: about {duration(sum(known))}" if known else \
+                "  time left for ground truth and proxies: unknown"
+            if unknown:
+                text += f" (+ {unknown} setting{'s' if unknown > 1 else ''} not started, no pace yet)"
+            out.append(text)
         out += [f"  {s.line()}" for s in self.searches]
         if self.searches:
             done, needed = self.search_finals
@@ -72,9 +110,15 @@ class Progress:
         return out
 
 
-def _count(label: str, rows: list[dict | None]) -> Count:
-    return Count(label, ok=sum(1 for r in rows if r is not None and r.get("status") == "ok"),
-                 failed=sum(1 for r in rows if r is not None and r.get("status") != "ok"), total=len(rows))
+def _count(label: str, rows: list[dict | None], seconds_key: str, workers: int,
+           pace: float | None = None) -> Count:
+    """Counts of ``rows`` (None: not computed); the pace is the median of their ``seconds_key`` (or
+    ``pace`` when none is measured: another replicate of the same trainings)."""
+    times = [float(r[seconds_key]) for r in rows
+             if r is not None and r.get("status", "ok") == "ok" and isinstance(r.get(seconds_key), (int, float))]
+    return Count(label, ok=sum(1 for r in rows if r is not None and r.get("status", "ok") == "ok"),
+                 failed=sum(1 for r in rows if r is not None and r.get("status", "ok") != "ok"), total=len(rows),
+                 pace=statistics.median(times) if times else pace, workers=max(1, workers))
 
 
 def comparison_progress(comparison: Comparison) -> Progress:
@@ -82,12 +126,16 @@ def comparison_progress(comparison: Comparison) -> Progress:
     archs = comparison.architectures()
     store = comparison.store
     seeds = comparison.config.ground_truth.replicate_seeds()
+    workers = comparison.config.workers
+    gt_rows = [[store.ground_truth(key, a.hash) for a in archs] for key in comparison.gt_keys]
+    gt_times = [float(r["seconds"]) for rows in gt_rows for r in rows
+                if r is not None and isinstance(r.get("seconds"), (int, float))]
+    gt_pace = statistics.median(gt_times) if gt_times else None  # replicates train the same networks
     ground_truth = [
-        _count(f"ground truth, replicate {r + 1} of {len(seeds)} (seed {seed})",
-               [store.ground_truth(key, a.hash) for a in archs])
-        for r, (key, seed) in enumerate(zip(comparison.gt_keys, seeds))
+        _count(f"ground truth, replicate {r + 1} of {len(seeds)} (seed {seed})", rows, "seconds", workers, gt_pace)
+        for r, (rows, seed) in enumerate(zip(gt_rows, seeds))
     ]
-    proxies = [_count(f"proxy {setting}", [store.proxy(key, a.hash) for a in archs])
+    proxies = [_count(f"proxy {setting}", [store.proxy(key, a.hash) for a in archs], "wall_seconds", workers)
                for setting, (_, _, _, key) in comparison.proxy_evaluators().items()]
     progress = Progress(str(comparison.out), len(archs), ground_truth, proxies)
     eb = comparison.config.equal_budget
