@@ -218,16 +218,25 @@ class VisibleGPUEvaluator(Evaluator):
     Config = NoOptions
 
     def _evaluate(self, arch, blueprint, seed):  # type: ignore[no-untyped-def]
-        time.sleep(1.0)  # both workers take a trial
+        # A barrier, not a sleep: each trial waits until both have started, so one worker cannot take both
+        # trials however slowly the other starts (a 1 s sleep failed on a loaded CI machine).
+        barrier = os.environ["GTN_TEST_BARRIER"]
+        open(os.path.join(barrier, str(seed)), "w").close()
+        deadline = time.monotonic() + 120.0
+        while len(os.listdir(barrier)) < 2:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the other worker never took a trial")
+            time.sleep(0.05)
         return Measurement(score=0.0, sgd_steps=0, images_seen=0, train_flops=0.0, eval_flops=0.0, params=0,
                            metrics={"gpu": os.environ.get("CUDA_VISIBLE_DEVICES")})
 
 
-def test_local_worker_processes_each_get_their_gpu(monkeypatch):
+def test_local_worker_processes_each_get_their_gpu(monkeypatch, tmp_path):
     from gtn_search.executors import make_executor
 
     one_gpu(monkeypatch)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7,9")
+    monkeypatch.setenv("GTN_TEST_BARRIER", str(tmp_path))
     executor = make_executor("local", 2, None, 1, device="auto")
     try:
         evaluator = VisibleGPUEvaluator({}, device="cpu")

@@ -266,13 +266,13 @@ def test_killing_a_parallel_search_leaves_no_process_behind(tmp_path, tiny_teach
     below = _descendants(proc.pid)  # 2 workers and the resource tracker
     proc.send_signal(sig)
     proc.wait(timeout=60)
-    deadline = time.time() + 10
+    deadline = time.time() + 30  # generous: a killed process exits slowly on a loaded, memory-tight machine
     while _still_running(below) and time.time() < deadline:
         time.sleep(0.1)
     left = _still_running(below)
     for pid in left:  # do not leave them to the next test
         os.kill(pid, signal.SIGKILL)
-    assert not left, f"{len(left)} of the search's {len(below)} processes outlived it by 10 s"
+    assert not left, f"{len(left)} of the search's {len(below)} processes outlived it by 30 s"
     if sig == signal.SIGKILL:
         return
     stderr = (tmp_path / "stderr.txt").read_text()
