@@ -201,6 +201,10 @@ def test_status_estimates_the_time_left_at_the_median_pace():
     assert done.line() == "proxy params: 5 of 5 done"
     lines = Progress("out", 5, [gt], [new, done]).lines()
     assert lines[-1] == "  time left for ground truth and proxies: about 2 min (+ 1 setting not started, no pace yet)"
+    # a setting scored on the way by a longer one's training adds no time of its own
+    swept = Count("proxy real@16", ok=1, failed=0, total=5, pace=9.0, swept_with="proxy real@512")
+    assert swept.seconds_left == 0.0 and swept.line() == "proxy real@16: 1 of 5 done (scored on the way by proxy real@512)"
+    assert Progress("out", 5, [gt], [swept]).lines()[-1] == "  time left for ground truth and proxies: about 2 min"
 
 
 def test_compare_with_worker_processes_gives_the_sequential_numbers(tmp_path, tiny_teaching_set, mnist_root):
@@ -314,3 +318,40 @@ def test_the_report_names_the_space_with_its_overridden_settings():
     assert space_label({"name": "gtn-nas"}) == "`gtn-nas`"
     assert space_label({"ops": ["identity"], "num_nodes": 1}) == "a custom space"
 
+
+
+def test_a_step_sweep_is_trained_once_per_architecture_with_the_separate_scores(tmp_path, tiny_teaching_set,
+                                                                                mnist_root, monkeypatch):
+    """gtn@1/gtn@3 and real@2/real@8 each come from one training per architecture (scored on the
+    way), stored under each setting's own key with exactly the numbers a separate evaluation gives."""
+    from gtn_search.compare.run import Comparison
+    from gtn_search.evaluators.base import SeedBatchingEvaluator
+    from gtn_search.seeding import derive_seed
+
+    base = tiny_config(tmp_path, tiny_teaching_set, mnist_root)
+    base["proxies"] = [p for p in base["proxies"] if p["label"] in ("gtn", "real")]
+    base["num_architectures"] = 4
+    cfg = load_compare_config_from(tmp_path, base)
+    trainings: list[list[int]] = []
+
+    def counting(original):  # type: ignore[no-untyped-def]
+        def trained(self, arch, blueprint, seeds, steps, clock):  # type: ignore[no-untyped-def]
+            trainings.append(list(steps))
+            return original(self, arch, blueprint, seeds, steps, clock)
+        return trained
+
+    for cls in SeedBatchingEvaluator.__subclasses__():
+        monkeypatch.setattr(cls, "_trained", counting(cls._trained))
+    results = run_compare(cfg, progress=False)
+    assert sorted(trainings) == [[1, 3]] * 4 + [[2, 8]] * 4
+    comparison = Comparison(cfg, progress=False)
+    evaluators = comparison.proxy_evaluators()
+    for i, arch in enumerate(comparison.architectures()):
+        seed = derive_seed(cfg.seed, "compare-proxy", arch.hash)
+        for setting in ("gtn@1", "gtn@3", "real@2", "real@8"):
+            alone = evaluators[setting][0].evaluate(arch, comparison.blueprint, seed)
+            stored = comparison.store.proxy(evaluators[setting][3], arch.hash)
+            assert stored["score"] == alone.score == results["proxy_scores"][setting][i]
+            assert (stored["sgd_steps"], stored["train_flops"], stored["eval_flops"]) == \
+                (alone.sgd_steps, alone.train_flops, alone.eval_flops)
+    comparison.store.close()

@@ -133,20 +133,59 @@ class Comparison:
             out[setting] = (evaluator, proxy.evaluator.name, options, key)
         return out
 
+    def proxy_jobs(self, arch: Architecture, evaluators: dict[str, tuple[Evaluator, str, dict[str, Any], str]]
+                   ) -> list[list[str]]:
+        """The settings ``arch`` still lacks, in jobs: the missing step counts of one proxy's sweep in
+        one job (one training scored on the way, bit for bit the separate results) where its
+        evaluator can sweep (:meth:`~gtn_search.evaluators.base.Evaluator.can_sweep`), every other
+        setting alone."""
+        proxies = self.config.settings()
+        groups: dict[str, list[str]] = {}
+        for setting, (_, _, _, key) in evaluators.items():
+            if self.store.proxy(key, arch.hash) is None:
+                groups.setdefault(proxies[setting][0].label, []).append(setting)
+        jobs = []
+        for settings in groups.values():
+            settings.sort(key=lambda s: proxies[s][1].get("steps", 0))
+            if len(settings) > 1 and evaluators[settings[-1]][0].can_sweep():
+                jobs.append(settings)
+            else:
+                jobs.extend([s] for s in settings)
+        return jobs
+
+    def _job_steps(self, settings: list[str]) -> list[int]:
+        proxies = self.config.settings()
+        return [int(proxies[s][1]["steps"]) for s in settings]
+
+    def _store_job(self, settings: list[str], evaluators: dict[str, tuple[Evaluator, str, dict[str, Any], str]],
+                   arch_hash: str, result: dict[str, Any] | dict[int, dict[str, Any]]) -> None:
+        """Store a job's result: one row, or (a sweep) one row per setting under its own key."""
+        if len(settings) == 1:
+            self.store.put_proxy(evaluators[settings[0]][3], arch_hash, result)
+            return
+        for setting, steps in zip(settings, self._job_steps(settings)):
+            self.store.put_proxy(evaluators[setting][3], arch_hash, result[steps])  # type: ignore[index]
+
     def proxy_results(self, archs: list[Architecture], evaluators: dict[str, tuple[Evaluator, str, dict[str, Any], str]],
                       bar) -> dict[str, list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
+        """Every setting's row for every architecture, computing (in this process) what the store lacks."""
+        for arch in archs:
+            seed = derive_seed(self.config.seed, "compare-proxy", arch.hash)
+            for settings in self.proxy_jobs(arch, evaluators):
+                evaluator = evaluators[settings[-1]][0]
+                if len(settings) == 1:
+                    result: Any = evaluator.evaluate(arch, self.blueprint, seed).to_dict()
+                else:
+                    swept = evaluator.evaluate_sweep(arch, self.blueprint, seed, self._job_steps(settings))
+                    result = {s: r.to_dict() for s, r in swept.items()}
+                self._store_job(settings, evaluators, arch.hash, result)
         results: dict[str, list[dict[str, Any]]] = {}
-        for setting, (evaluator, _, _, key) in evaluators.items():
+        for setting, (_, _, _, key) in evaluators.items():
             rows = []
             for arch in archs:
-                row = self.store.proxy(key, arch.hash)
-                if row is None:
-                    seed = derive_seed(self.config.seed, "compare-proxy", arch.hash)
-                    row = evaluator.evaluate(arch, self.blueprint, seed).to_dict()
-                    self.store.put_proxy(key, arch.hash, row)
-                rows.append(row)
+                rows.append(self.store.proxy(key, arch.hash))
                 bar.update(1)
-            results[setting] = rows
+            results[setting] = rows  # type: ignore[assignment]
         return results
 
     def compute_in_parallel(self, archs: list[Architecture],
@@ -167,7 +206,7 @@ class Comparison:
 
         gt = self.config.ground_truth
         replicates = list(zip(self.gt_keys, gt.replicate_seeds()))
-        jobs: dict[cf.Future[dict[str, Any]], tuple[str, str, str]] = {}
+        jobs: dict[cf.Future[Any], tuple[str, Any, str]] = {}
         gpus = visible_gpus() if spreads_over_gpus(self.config.device) else []
         pool = local_pool(self.config.workers, max(1, (os.cpu_count() or 1) // self.config.workers), gpus)
         data_spec = (self.config.dataset, self.config.data_root, self.config.limit)
@@ -178,22 +217,25 @@ class Comparison:
                         fut = pool.submit(_ground_truth_job, arch, self.gt_blueprint, data_spec, self.recipe,
                                           self._gt_dir(arch, r), gt_seed)
                         jobs[fut] = ("gt", gt_key, arch.hash)
-            for _, name, options, key in evaluators.values():
-                for arch in archs:
-                    if self.store.proxy(key, arch.hash) is None:
-                        seed = derive_seed(self.config.seed, "compare-proxy", arch.hash)
-                        fut = pool.submit(_proxy_job, name, options, self.config.data_root, self.config.base_dir,
-                                          arch, self.blueprint, seed, self.config.device)
-                        jobs[fut] = ("proxy", key, arch.hash)
-            bar.update(bar.total - len(jobs) - bar.n)
+            order = {setting: i for i, setting in enumerate(evaluators)}  # setting by setting, as listed
+            proxy_jobs = [(settings, arch) for arch in archs for settings in self.proxy_jobs(arch, evaluators)]
+            for settings, arch in sorted(proxy_jobs, key=lambda job: order[job[0][0]]):
+                _, name, options, _ = evaluators[settings[-1]]
+                seed = derive_seed(self.config.seed, "compare-proxy", arch.hash)
+                steps = self._job_steps(settings) if len(settings) > 1 else None
+                fut = pool.submit(_proxy_job, name, options, self.config.data_root, self.config.base_dir,
+                                  arch, self.blueprint, seed, self.config.device, steps)
+                jobs[fut] = ("proxy", settings, arch.hash)
+            bar.update(bar.total - sum(1 if kind == "gt" else len(what) for kind, what, _ in jobs.values()) - bar.n)
             for fut in cf.as_completed(jobs):
-                kind, key, arch_hash = jobs[fut]
+                kind, what, arch_hash = jobs[fut]
                 result = fut.result()
                 if kind == "gt":
-                    self.store.put_ground_truth(key, arch_hash, result["status"], result)
+                    self.store.put_ground_truth(what, arch_hash, result["status"], result)
+                    bar.update(1)
                 else:
-                    self.store.put_proxy(key, arch_hash, result)
-                bar.update(1)
+                    self._store_job(what, evaluators, arch_hash, result)
+                    bar.update(len(what))
         except BaseException:  # interrupted or failed: running jobs are abandoned, their workers killed
             kill_workers(pool)
             pool.shutdown(wait=False, cancel_futures=True)
@@ -417,13 +459,18 @@ def _ground_truth_job(arch: Architecture, blueprint: Blueprint, data_spec: tuple
 
 
 def _proxy_job(name: str, options: dict[str, Any], data_root: str | None, base_dir: str | None, arch: Architecture,
-               blueprint: Blueprint, seed: int, device: str) -> dict[str, Any]:
+               blueprint: Blueprint, seed: int, device: str,
+               sweep: list[int] | None = None) -> dict[str, Any] | dict[int, dict[str, Any]]:
+    """One proxy evaluation in a worker: its row, or with ``sweep`` (step counts) one row per step count."""
     key = digest({"name": name, "options": options, "data_root": data_root, "base_dir": base_dir})
     if key not in _WORKER_EVALUATORS:
         evaluator = make_evaluator(name, options, data_root, device, base_dir)
         evaluator.setup()
         _WORKER_EVALUATORS[key] = evaluator
-    return _WORKER_EVALUATORS[key].evaluate(arch, blueprint, seed).to_dict()
+    evaluator = _WORKER_EVALUATORS[key]
+    if sweep is not None:
+        return {s: r.to_dict() for s, r in evaluator.evaluate_sweep(arch, blueprint, seed, sweep).items()}
+    return evaluator.evaluate(arch, blueprint, seed).to_dict()
 
 
 def run_compare(config: CompareConfig, progress: bool = True) -> dict[str, Any]:

@@ -35,6 +35,8 @@ class Count:
     pace: float | None = None
     #: worker processes the comparison runs (the time left is divided among them)
     workers: int = 1
+    #: the setting whose training also scores this one (a step sweep trained once): its time is there
+    swept_with: str | None = None
 
     @property
     def left(self) -> int:
@@ -43,14 +45,16 @@ class Count:
     @property
     def seconds_left(self) -> float | None:
         """Wall-clock seconds the rest should take at the median pace so far (None: unknown)."""
-        if not self.left:
+        if not self.left or self.swept_with is not None:
             return 0.0
         return None if self.pace is None else self.pace * self.left / self.workers
 
     def line(self) -> str:
         failed = f" ({self.failed} failed)" if self.failed else ""
         text = f"{self.label}: {self.ok + self.failed} of {self.total} done{failed}"
-        if self.left and self.seconds_left is not None:
+        if self.left and self.swept_with is not None:
+            text += f" (scored on the way by {self.swept_with})"
+        elif self.left and self.seconds_left is not None:
             text += (f", about {duration(self.seconds_left)} left ({duration(self.pace or 0.0)} each, "
                      f"{self.workers} worker{'s' if self.workers > 1 else ''})")
         return text
@@ -135,8 +139,17 @@ def comparison_progress(comparison: Comparison) -> Progress:
         _count(f"ground truth, replicate {r + 1} of {len(seeds)} (seed {seed})", rows, "seconds", workers, gt_pace)
         for r, (rows, seed) in enumerate(zip(gt_rows, seeds))
     ]
+    evaluators = comparison.proxy_evaluators()
     proxies = [_count(f"proxy {setting}", [store.proxy(key, a.hash) for a in archs], "wall_seconds", workers)
-               for setting, (_, _, _, key) in comparison.proxy_evaluators().items()]
+               for setting, (_, _, _, key) in evaluators.items()]
+    sweeps: dict[str, list[tuple[int, str]]] = {}
+    for setting, (proxy, options) in comparison.config.settings().items():
+        if "steps" in options and evaluators[setting][0].can_sweep():
+            sweeps.setdefault(proxy.label, []).append((int(options["steps"]), setting))
+    last = {setting: max(group)[1] for group in sweeps.values() if len(group) > 1 for _, setting in group}
+    for count, setting in zip(proxies, evaluators):
+        if last.get(setting, setting) != setting:
+            count.swept_with = f"proxy {last[setting]}"
     progress = Progress(str(comparison.out), len(archs), ground_truth, proxies)
     eb = comparison.config.equal_budget
     if eb is None:

@@ -14,6 +14,8 @@ from gtn_search.errors import ConfigError
 from gtn_search.evaluators.base import (
     Measurement,
     SeedBatchingEvaluator,
+    SweepClock,
+    SweepPoint,
 )
 from gtn_search.evaluators.common import (
     build_candidates,
@@ -24,6 +26,7 @@ from gtn_search.evaluators.common import (
     validation_split,
 )
 from gtn_search.gtn.teaching_set import TeachingSet
+from gtn_search.gtn.unroll import Params
 from gtn_search.paths import ConfigPath
 from gtn_search.registry import EVALUATORS
 from search_spaces.architecture import Architecture
@@ -82,18 +85,41 @@ class GTNEvaluator(SeedBatchingEvaluator):
         if steps is not None and steps > teaching.steps:
             raise ConfigError(f"evaluator 'gtn': steps={steps} but the teaching set has {teaching.steps} steps")
 
-    def _scored(self, arch: Architecture, blueprint: Blueprint, seeds: list[int]) -> list[Measurement]:
-        """Train one network per seed on the teaching set (several: stacked side by side) and score each."""
+    def can_sweep(self) -> bool:
+        """A sweep over ``steps`` trains once: the first s steps of the teaching set's schedule are
+        exactly an s-step training."""
+        return True
+
+    def _step_limit(self) -> int:
+        return self.config.steps or load_teaching_set(self.config.teaching_set).steps
+
+    def _trained(self, arch: Architecture, blueprint: Blueprint, seeds: list[int], steps: list[int],
+                 clock: SweepClock) -> list[SweepPoint]:
+        """Train one network per seed on the teaching set (several: stacked side by side), scored
+        after each of ``steps``."""
         device = self.device
         teaching = load_teaching_set(self.config.teaching_set, device)
         data = dataset_for(teaching.dataset, self.data_root, device)
         norm, wn = self._style(teaching)
         bp = candidate_blueprint(blueprint, data, "learner", norm, wn, self.config.channels)
         module, params, fwd = build_candidates(arch, bp, seeds, teaching.batch, device)
-        steps = self.config.steps or teaching.steps
-        trained = teaching.train(module, steps)
         x, y = validation_split(data, self.config.val_size)
-        results = score_seeds(module, trained, x, y, self.config.eval_batch, seeds)
-        return seed_measurements(results, steps=steps, images=teaching.images_seen(steps), forward_flops=fwd,
-                                 val_images=len(x), params=params, dataset=data.name,
-                                 after=f"{steps} steps on the teaching set")
+        points: list[SweepPoint] = []
+
+        def scoring(done: int, trained: Params) -> list[Measurement]:
+            results = score_seeds(module, trained, x, y, self.config.eval_batch, seeds)
+            return seed_measurements(results, steps=done, images=teaching.images_seen(done), forward_flops=fwd,
+                                     val_images=len(x), params=params, dataset=data.name,
+                                     after=f"{done} steps on the teaching set")
+
+        def on_the_way(t: int, trained: Params) -> None:
+            if t + 1 in steps[:-1]:
+                points.append(clock.score(t + 1, lambda: scoring(t + 1, trained)))
+
+        try:
+            trained = teaching.train(module, steps[-1], intermediate=on_the_way if len(steps) > 1 else None)
+        except Exception as exc:  # noqa: BLE001  (training stopped: the step counts not reached fail with it)
+            if len(steps) == 1:
+                raise
+            return points + clock.failed(steps[len(points):], exc)
+        return points + [clock.score(steps[-1], lambda: scoring(steps[-1], trained))]

@@ -20,6 +20,8 @@ from gtn_search.evaluators.base import (
     Measurement,
     NonFiniteScore,
     SeedBatchingEvaluator,
+    SweepClock,
+    SweepPoint,
 )
 from gtn_search.evaluators.common import (
     build_candidates,
@@ -87,47 +89,74 @@ class RealDataEvaluator(SeedBatchingEvaluator):
     def setup(self) -> None:
         dataset_for(self.config.dataset, self.data_root)
 
-    def _scored(self, arch: Architecture, blueprint: Blueprint, seeds: list[int]) -> list[Measurement]:
+    def can_sweep(self) -> bool:
+        """A sweep over ``steps`` trains once: with a constant learning rate the first s steps of a
+        longer training are exactly an s-step training (a cosine schedule depends on the length)."""
+        return self.config.steps is not None and self.config.schedule == "constant"
+
+    def _step_limit(self) -> int:
+        cfg = self.config
+        if cfg.steps is not None:
+            return cfg.steps
+        n = len(dataset_for(cfg.dataset, self.data_root).train_x)
+        return max(1, math.ceil(cfg.epochs * n / cfg.batch_size))  # type: ignore[operator]
+
+    def _trained(self, arch: Architecture, blueprint: Blueprint, seeds: list[int], steps: list[int],
+                 clock: SweepClock) -> list[SweepPoint]:
         """Train one network per seed (several: stacked side by side, each replica drawing its own
-        batches and augmentations from its own seed, as it would alone) and score each."""
+        batches and augmentations from its own seed, as it would alone), scored after each of ``steps``."""
         cfg, device = self.config, self.device
         data = dataset_for(cfg.dataset, self.data_root, device)
         bp = candidate_blueprint(blueprint, data, cfg.style, channels=cfg.channels)
         module, params, fwd = build_candidates(arch, bp, seeds, cfg.batch_size, device)
         n = len(data.train_x)
-        steps = cfg.steps or max(1, math.ceil(cfg.epochs * n / cfg.batch_size))  # type: ignore[operator]
+        total = steps[-1]
         opt = make_optimizer(module.parameters(), cfg)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cfg.schedule == "cosine" else None
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total) if cfg.schedule == "cosine" else None
         rngs = [torch.Generator().manual_seed(s) for s in seeds]
         orders = [host_to_device(torch.randperm(n, generator=rng), device) for rng in rngs]
         pos = 0  # every replica's epoch ends at the same step
         watch = LossWatch()
-        module.train()
-        for step in range(steps):
-            if pos + cfg.batch_size > n:
-                orders, pos = [host_to_device(torch.randperm(n, generator=rng), device) for rng in rngs], 0
-            xs, ys = [], []
-            for order, rng in zip(orders, rngs):
-                idx = order[pos : pos + cfg.batch_size]
-                xb = data.train_x[idx]
-                xs.append(random_crop_flip(xb, rng) if cfg.augment == "crop_flip" else xb)
-                ys.append(data.train_y[idx])
-            pos += cfg.batch_size
-            xb, yb = (xs[0], ys[0]) if len(seeds) == 1 else (stack_inputs(xs), torch.stack(ys, dim=1))
-            with autocast(device, cfg.amp):
-                loss = module.training_loss(xb, yb)
-            _raise_if_nonfinite(watch.add(step + 1, loss))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-        _raise_if_nonfinite(watch.check())
-        if cfg.style == "blueprint":
-            module.eval()
         x, y = validation_split(data, cfg.val_size)
-        trained = dict(module.named_parameters())
-        with autocast(device, cfg.amp):
-            results = score_seeds(module, trained, x, y, cfg.eval_batch, seeds)
-        return seed_measurements(results, steps=steps, images=steps * cfg.batch_size, forward_flops=fwd,
-                                 val_images=len(x), params=params, dataset=data.name, after=f"{steps} steps")
+        points: list[SweepPoint] = []
+
+        def scoring(done: int) -> list[Measurement]:
+            if cfg.style == "blueprint":
+                module.eval()
+            try:
+                with autocast(device, cfg.amp):
+                    results = score_seeds(module, dict(module.named_parameters()), x, y, cfg.eval_batch, seeds)
+            finally:
+                module.train()
+            return seed_measurements(results, steps=done, images=done * cfg.batch_size, forward_flops=fwd,
+                                     val_images=len(x), params=params, dataset=data.name, after=f"{done} steps")
+
+        module.train()
+        try:
+            for step in range(total):
+                if pos + cfg.batch_size > n:
+                    orders, pos = [host_to_device(torch.randperm(n, generator=rng), device) for rng in rngs], 0
+                xs, ys = [], []
+                for order, rng in zip(orders, rngs):
+                    idx = order[pos : pos + cfg.batch_size]
+                    xb = data.train_x[idx]
+                    xs.append(random_crop_flip(xb, rng) if cfg.augment == "crop_flip" else xb)
+                    ys.append(data.train_y[idx])
+                pos += cfg.batch_size
+                xb, yb = (xs[0], ys[0]) if len(seeds) == 1 else (stack_inputs(xs), torch.stack(ys, dim=1))
+                with autocast(device, cfg.amp):
+                    loss = module.training_loss(xb, yb)
+                _raise_if_nonfinite(watch.add(step + 1, loss))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                if step + 1 in steps:
+                    _raise_if_nonfinite(watch.check())
+                    points.append(clock.score(step + 1, lambda: scoring(step + 1)))
+        except Exception as exc:  # noqa: BLE001  (training stopped: the step counts not reached fail with it)
+            if not points and len(steps) == 1:
+                raise
+            return points + clock.failed(steps[len(points):], exc)
+        return points

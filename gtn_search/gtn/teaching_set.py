@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,15 @@ class TeachingSet:
         return dataclasses.replace(self, images=self.images.to(device), targets=self.targets.to(device),
                                    lr=self.lr.to(device), momentum=self.momentum.to(device))
 
-    def train(self, module: nn.Module, steps: int | None = None) -> Params:
-        """Train a fresh ``module`` for ``steps`` (default all T) steps; return its final params."""
+    def train(self, module: nn.Module, steps: int | None = None,
+              intermediate: Callable[[int, Params], None] | None = None) -> Params:
+        """Train a fresh ``module`` for ``steps`` (default all T) steps; return its final params.
+        ``intermediate(t, params)`` is called after every step t (0-based) with the params so far."""
         steps = self.steps if steps is None else steps
         if not 1 <= steps <= self.steps:
             raise CheckpointError(f"teaching set has {self.steps} steps; cannot train for {steps}")
-        return unroll(module, self.images, self.targets, self.lr, self.momentum, steps=steps).params
+        return unroll(module, self.images, self.targets, self.lr, self.momentum, steps=steps,
+                      intermediate=intermediate).params
 
     def summary(self) -> str:
         """One line: dataset, steps x batch, shape, lr range."""
