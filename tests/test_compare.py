@@ -78,6 +78,34 @@ def test_replicated_ground_truth_reuses_the_single_seed_run_and_reports_the_nois
     nc = double["noise_ceiling"]
     assert nc["replicates"] == 2 and nc["pairwise"] == pytest.approx(expected, nan_ok=True)
     assert "Noise ceiling of the ground truth" in (tmp_path / "cmp" / "report.md").read_text()
+    _check_tables(tmp_path / "cmp", double)
+
+
+def _check_tables(out, results):
+    """ground_truth.csv and proxy_scores.csv hold the comparison's numbers, and the cells read back
+    into the very architectures (a new proxy can be judged from the files alone)."""
+    import csv
+
+    from search_spaces.presets import get_space
+
+    with open(out / "ground_truth.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    truths = results["ground_truth"]
+    assert [r["hash"] for r in rows] == results["architectures"]
+    space = get_space("gtn-nas")
+    for row, truth in zip(rows, truths):
+        arch = space.architecture_from_mapping({"normal": json.loads(row["normal"]), "reduce": json.loads(row["reduce"])})
+        assert arch.hash == row["hash"] and row["status"] == truth["status"] == "ok"
+        assert float(row["test_accuracy"]) == truth["test_accuracy"]
+        assert [float(row[f"test_accuracy_{r}"]) for r in (1, 2)] == truth["replicate_accuracies"]
+        assert int(row["params"]) == truth["params"] and float(row["seconds"]) == truth["seconds"]
+    with open(out / "proxy_scores.csv", newline="") as f:
+        scores = list(csv.DictReader(f))
+    assert len(scores) == len(results["proxy_scores"]) * len(rows)
+    for setting, values in results["proxy_scores"].items():
+        mine = [r for r in scores if r["setting"] == setting]
+        assert [r["hash"] for r in mine] == results["architectures"]
+        assert [float(r["score"]) for r in mine] == values
 
 
 def test_compare_end_to_end_and_resume(tmp_path, tiny_teaching_set, mnist_root, monkeypatch, capsys):

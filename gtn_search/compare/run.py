@@ -24,6 +24,7 @@ from typing import Any
 from gtn_search.compare.analysis import correlation, cost_to_reach, noise_ceiling, top_fraction
 from gtn_search.compare.config import CompareConfig
 from gtn_search.compare.store import CompareStore, digest
+from gtn_search.compare.tables import write_tables
 from gtn_search.compare.targets import judge
 from gtn_search.configio import write_text_atomic
 from gtn_search.data import load_dataset
@@ -421,6 +422,7 @@ class Comparison:
         if self.config.targets is not None:
             results["targets"] = judge(results, self.config.targets.model_dump())
         write_text_atomic(self.out / "results.json", json.dumps(results, indent=2, default=str))
+        write_tables(self.out, archs, truths, len(self.gt_keys), proxies)
         write_report(results, self.out)
         return results
 
