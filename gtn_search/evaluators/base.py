@@ -197,12 +197,13 @@ class Evaluator(ABC):
 
     def with_steps(self, steps: int) -> Evaluator:
         """This evaluator with its option ``steps`` set to ``steps`` (for evaluators that have one)."""
-        if "steps" not in type(self.written).model_fields:
+        fields = type(self.written).model_fields
+        if "steps" not in fields:
             raise ValueError(f"evaluator '{self.registered_name()}' has no option 'steps'")
-        written = self.written.model_copy(update={"steps": steps})
+        update: dict[str, Any] = {"steps": steps, **({"epochs": None} if "epochs" in fields else {})}
         twin = type(self).__new__(type(self))
         twin.__dict__.update(self.__dict__)
-        twin.written, twin.config = written, self.config.model_copy(update={"steps": steps})
+        twin.written, twin.config = self.written.model_copy(update=update), self.config.model_copy(update=update)
         return twin
 
     def evaluate_sweep(self, arch: Architecture, blueprint: Blueprint, seed: int,
