@@ -208,7 +208,12 @@ def _check_status(tmp_path, data, results):
                     f"{len(picked)} done")
     lines = out.getvalue().splitlines()[1:]
     assert lines[7].startswith("  time left for ground truth and proxies: about ")  # after the 7 counts
-    lines = lines[:7] + lines[8:]
+    # the 2 searches not started (seed 2), at their evaluators' pace on the stored proxy rows, then at
+    # most 1 top-1 and 2 curve points each (plus any lost pick) to final-train at the ground truth's pace
+    more = len(picked & {lost}) + 2 * 3
+    assert re.fullmatch(rf"  time left for the equal-budget searches: about \d+ (s|min|h), then up to {more} "
+                        r"final trainings of their picks, about \d+ (s|min|h)", lines[-1]), lines[-1]
+    lines = lines[:7] + lines[8:-1]
     left = re.compile(r", about \d+ (s|min|h) left \(\d+ (s|min|h) each, 1 worker\)$")
     assert [left.sub("", line) for line in lines] == expected
     # the lines with something left (the lost ground truth, the lost params rows) carry their estimate
@@ -233,6 +238,16 @@ def test_status_estimates_the_time_left_at_the_median_pace():
     swept = Count("proxy real@16", ok=1, failed=0, total=5, pace=9.0, swept_with="proxy real@512")
     assert swept.seconds_left == 0.0 and swept.line() == "proxy real@16: 1 of 5 done (scored on the way by proxy real@512)"
     assert Progress("out", 5, [gt], [swept]).lines()[-1] == "  time left for ground truth and proxies: about 2 min"
+    # an equal-budget search: the FLOPs left of its budget at its evaluator's FLOPs per second
+    from gtn_search.compare.status import SearchProgress
+
+    assert SearchProgress("gtn@32 random seed 0", True, 3, 4e9, 1e10, rate=2e7).seconds_left == 300.0
+    assert SearchProgress("gtn@32 random seed 1", False, 0, 0.0, 1e10).seconds_left is None
+    assert SearchProgress("done", True, 9, 1.1e10, 1e10).seconds_left == 0.0
+    searching = Progress("out", 5, [], [], [SearchProgress("s", True, 3, 4e9, 1e10, rate=2e7)], (0, 0), picks_to_come=2,
+                         training_pace=600.0, workers=2, replicates=2)
+    assert searching.lines()[-1] == ("  time left for the equal-budget searches: about 5 min, then up to 4 final "
+                                     "trainings of their picks, about 20 min")
 
 
 def test_compare_with_worker_processes_gives_the_sequential_numbers(tmp_path, tiny_teaching_set, mnist_root):

@@ -69,10 +69,20 @@ class SearchProgress:
     trials: int
     flops: float
     budget: float
+    #: FLOPs per second of its evaluator, from the comparison's stored rows of that proxy setting
+    #: (None: none stored yet)
+    rate: float | None = None
 
     @property
     def finished(self) -> bool:
         return self.started and self.flops >= self.budget
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Seconds the rest of its budget should take at ``rate`` (None: unknown)."""
+        if self.finished:
+            return 0.0
+        return None if not self.rate else (self.budget - self.flops) / self.rate
 
     def line(self) -> str:
         if not self.started:
@@ -93,6 +103,13 @@ class Progress:
     searches: list[SearchProgress] = field(default_factory=list)
     #: final trainings of what the finished searches picked (done, needed)
     search_finals: tuple[int, int] = (0, 0)
+    #: at most this many more architectures for the unfinished searches to pick (each trained
+    #: once per ground-truth replicate)
+    picks_to_come: int = 0
+    #: seconds of one final training (the ground truth's median pace) and the workers sharing them
+    training_pace: float | None = None
+    workers: int = 1
+    replicates: int = 1
 
     def lines(self) -> list[str]:
         out = [f"comparison {self.out}: {self.architectures} architectures"]
@@ -111,7 +128,33 @@ class Progress:
             done, needed = self.search_finals
             finished = sum(s.finished for s in self.searches)
             out.append(f"  final trainings of what the {finished} finished searches picked: {done} of {needed} done")
+            left = self._searches_left()
+            if left:
+                out.append(left)
         return out
+
+    def _searches_left(self) -> str | None:
+        """The time the equal-budget phase should still take: the searches one after the other at
+        their evaluators' pace, then the final trainings of what they pick (an upper bound: picks
+        of different searches often coincide)."""
+        lefts = [s.seconds_left for s in self.searches]
+        known = sum(t for t in lefts if t is not None)
+        unknown = sum(1 for t in lefts if t is None)
+        done, needed = self.search_finals
+        trainings = (needed - done + self.picks_to_come) * self.replicates
+        if not trainings and not unknown and not known:
+            return None
+        if unknown == len(lefts):
+            text = "  time left for the equal-budget searches: unknown (their evaluators have no pace yet)"
+        else:
+            text = f"  time left for the equal-budget searches: about {duration(known)}"
+            if unknown:
+                text += f" (+ {unknown} whose evaluator has no pace yet)"
+        if trainings:
+            text += f", then up to {trainings} final trainings of their picks"
+            if self.training_pace is not None:
+                text += f", about {duration(self.training_pace * trainings / self.workers)}"
+        return text
 
 
 def _count(label: str, rows: list[dict | None], seconds_key: str, workers: int,
@@ -123,6 +166,14 @@ def _count(label: str, rows: list[dict | None], seconds_key: str, workers: int,
     return Count(label, ok=sum(1 for r in rows if r is not None and r.get("status", "ok") == "ok"),
                  failed=sum(1 for r in rows if r is not None and r.get("status", "ok") != "ok"), total=len(rows),
                  pace=statistics.median(times) if times else pace, workers=max(1, workers))
+
+
+def _rate(rows: list[dict | None]) -> float | None:
+    """FLOPs per second over the successful ``rows`` (None: none)."""
+    ok = [r for r in rows if r is not None and r.get("status") == "ok" and r.get("wall_seconds")]
+    seconds = sum(float(r["wall_seconds"]) for r in ok)
+    flops = sum(float(r.get("train_flops", 0.0)) + float(r.get("eval_flops", 0.0)) for r in ok)
+    return flops / seconds if seconds > 0 and flops > 0 else None
 
 
 def comparison_progress(comparison: Comparison) -> Progress:
@@ -154,21 +205,28 @@ def comparison_progress(comparison: Comparison) -> Progress:
     eb = comparison.config.equal_budget
     if eb is None:
         return progress
+    rates = {setting: _rate([store.proxy(key, a.hash) for a in archs]) for setting, (_, _, _, key) in evaluators.items()}
+    per_search = eb.top_k + sum(1 for f in set(eb.curve_fractions) if f < 1.0)
+    progress.training_pace, progress.workers, progress.replicates = gt_pace, max(1, workers), len(seeds)
     needed: dict[str, object] = {}
     for setting, strategy, seed in comparison.equal_budget_searches():
         path = comparison.search_path(setting, strategy, seed)
         label = f"{setting} {strategy} seed {seed}"
         if not path.is_file():
-            progress.searches.append(SearchProgress(label, False, 0, 0.0, eb.flops))
+            progress.searches.append(SearchProgress(label, False, 0, 0.0, eb.flops, rates.get(setting)))
+            progress.picks_to_come += per_search
             continue
         study = Study(path, create=False)
         try:
             trials = [t for t in study.trials() if t.finished]
-            search = SearchProgress(label, True, len(trials), sum(t.flops for t in trials), eb.flops)
+            search = SearchProgress(label, True, len(trials), sum(t.flops for t in trials), eb.flops,
+                                    rates.get(setting))
             progress.searches.append(search)
             if search.finished:
                 picks = comparison.search_picks(study, eb.top_k, eb.flops, eb.curve_fractions)
                 needed.update({a.hash: a for a in picks["archs"]})
+            else:
+                progress.picks_to_come += per_search
         finally:
             study.close()
     done = sum(all(store.ground_truth(key, h) is not None for key in comparison.gt_keys) for h in needed)
