@@ -79,6 +79,12 @@ def test_replicated_ground_truth_reuses_the_single_seed_run_and_reports_the_nois
     assert nc["replicates"] == 2 and nc["pairwise"] == pytest.approx(expected, nan_ok=True)
     assert "Noise ceiling of the ground truth" in (tmp_path / "cmp" / "report.md").read_text()
     _check_tables(tmp_path / "cmp", double)
+    from gtn_search.compare.run import Comparison
+    from gtn_search.compare.status import comparison_progress
+
+    comparison = Comparison(load_compare_config_from(tmp_path, base), progress=False, read_only=True)
+    assert comparison_progress(comparison).noise_ceiling.pairwise == pytest.approx(nc["pairwise"], nan_ok=True)
+    comparison.store.close()
 
 
 def _check_tables(out, results):
@@ -238,6 +244,14 @@ def test_status_estimates_the_time_left_at_the_median_pace():
     swept = Count("proxy real@16", ok=1, failed=0, total=5, pace=9.0, swept_with="proxy real@512")
     assert swept.seconds_left == 0.0 and swept.line() == "proxy real@16: 1 of 5 done (scored on the way by proxy real@512)"
     assert Progress("out", 5, [gt], [swept]).lines()[-1] == "  time left for ground truth and proxies: about 2 min"
+    # with replicates, the noise ceiling over the architectures trained by every replicate so far
+    from gtn_search.compare.analysis import noise_ceiling as ceiling
+
+    two = [Count("ground truth, replicate 1 of 2", 5, 0, 5), Count("ground truth, replicate 2 of 2", 4, 0, 5)]
+    nc = ceiling([[0.90, 0.91], [0.80, 0.82], [0.85, 0.84], [0.70, 0.72]], bootstrap=100)
+    lines = Progress("out", 5, two, [], noise_ceiling=nc).lines()
+    assert lines[3] == (f"  noise ceiling so far (4 architectures with every replicate trained): seed-to-seed Spearman "
+                        f"{nc.pairwise:.3f} [{nc.pairwise_ci[0]:.2f}, {nc.pairwise_ci[1]:.2f}]")
     # an equal-budget search: the FLOPs left of its budget at its evaluator's FLOPs per second
     from gtn_search.compare.status import SearchProgress
 

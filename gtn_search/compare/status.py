@@ -7,9 +7,11 @@ sessions; ``gtn-search compare CONFIG --status`` answers "what is done, what is 
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 
+from gtn_search.compare.analysis import NoiseCeiling, noise_ceiling
 from gtn_search.compare.run import Comparison
 from gtn_search.storage import Study
 
@@ -106,6 +108,9 @@ class Progress:
     #: at most this many more architectures for the unfinished searches to pick (each trained
     #: once per ground-truth replicate)
     picks_to_come: int = 0
+    #: the noise ceiling over the architectures whose replicates are all trained so far (None: fewer
+    #: than 3 such architectures, or one replicate)
+    noise_ceiling: NoiseCeiling | None = None
     #: seconds of one final training (the ground truth's median pace) and the workers sharing them
     training_pace: float | None = None
     workers: int = 1
@@ -113,7 +118,14 @@ class Progress:
 
     def lines(self) -> list[str]:
         out = [f"comparison {self.out}: {self.architectures} architectures"]
-        out += [f"  {c.line()}" for c in self.ground_truth + self.proxies]
+        out += [f"  {c.line()}" for c in self.ground_truth]
+        nc = self.noise_ceiling
+        if nc is not None and len(self.ground_truth) > 1:
+            lo, hi = nc.pairwise_ci
+            interval = "" if math.isnan(lo) else f" [{lo:.2f}, {hi:.2f}]"
+            out.append(f"  noise ceiling so far ({nc.n} architectures with every replicate trained): seed-to-seed "
+                       f"Spearman {nc.pairwise:.3f}{interval}")
+        out += [f"  {c.line()}" for c in self.proxies]
         counts = self.ground_truth + self.proxies
         known = [c.seconds_left for c in counts if c.left and c.seconds_left is not None]
         unknown = sum(1 for c in counts if c.left and c.seconds_left is None)
@@ -202,6 +214,10 @@ def comparison_progress(comparison: Comparison) -> Progress:
         if last.get(setting, setting) != setting:
             count.swept_with = f"proxy {last[setting]}"
     progress = Progress(str(comparison.out), len(archs), ground_truth, proxies)
+    complete = [[r["test_accuracy"] for r in rows] for rows in zip(*gt_rows)
+                if all(r is not None and r.get("status") == "ok" for r in rows)]
+    if len(seeds) > 1 and len(complete) >= 3:
+        progress.noise_ceiling = noise_ceiling(complete, comparison.config.bootstrap, comparison.config.seed)
     eb = comparison.config.equal_budget
     if eb is None:
         return progress
