@@ -412,3 +412,33 @@ def test_a_step_sweep_is_trained_once_per_architecture_with_the_separate_scores(
             assert (stored["sgd_steps"], stored["train_flops"], stored["eval_flops"]) == \
                 (alone.sgd_steps, alone.train_flops, alone.eval_flops)
     comparison.store.close()
+
+
+@pytest.mark.parametrize("kills", [1, 5], ids=["dies-once", "always-dies"])
+def test_a_worker_that_dies_costs_only_its_own_job(tmp_path, tiny_teaching_set, mnist_root, monkeypatch, kills):
+    """A ground-truth training that kills its worker (as the OOM killer would) does not stop the
+    comparison: the jobs of the dead pool run again, the suspects alone; one that dies alone twice
+    is recorded as failed with the reason, every other architecture is trained."""
+    import tests.dying_jobs as dying
+    from gtn_search.compare.run import Comparison
+
+    base = tiny_config(tmp_path, tiny_teaching_set, mnist_root, workers=2, num_architectures=4)
+    base["proxies"] = [p for p in base["proxies"] if p["label"] == "params"]
+    cfg = load_compare_config_from(tmp_path, base)
+    victim = Comparison(cfg, progress=False).architectures()[1]
+    attempts = tmp_path / "attempts"
+    attempts.mkdir()
+    monkeypatch.setenv("GTN_TEST_KILL", victim.hash)
+    monkeypatch.setenv("GTN_TEST_KILL_DIR", str(attempts))
+    monkeypatch.setenv("GTN_TEST_KILL_TIMES", str(kills))
+    monkeypatch.setattr(compare_run, "_ground_truth_job", dying.ground_truth_that_kills_its_worker)
+    results = run_compare(cfg, progress=False)
+    truths = dict(zip(results["architectures"], results["ground_truth"]))
+    if kills == 1:
+        assert len(list(attempts.iterdir())) == 2  # died once, then trained
+        assert all(t["status"] == "ok" for t in truths.values())
+    else:
+        assert len(list(attempts.iterdir())) == 3  # with the pool, then twice alone
+        assert truths[victim.hash]["status"] == "failed"
+        assert truths[victim.hash]["error"].startswith("the worker process died each of the 2 times this ran alone")
+        assert all(t["status"] == "ok" for h, t in truths.items() if h != victim.hash)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from gtn_search.configio import write_text_atomic
 from gtn_search.data import load_dataset
 from gtn_search.errors import GTNSearchError, TrainingError
 from gtn_search.evaluators import Evaluator, make_evaluator
+from gtn_search.evaluators.base import EvalResult
 from gtn_search.device import spreads_over_gpus, visible_gpus
 from gtn_search.final_train import TrainConfig, train_final
 from gtn_search.registry import EVALUATORS
@@ -207,36 +209,64 @@ class Comparison:
 
         gt = self.config.ground_truth
         replicates = list(zip(self.gt_keys, gt.replicate_seeds()))
-        jobs: dict[cf.Future[Any], tuple[str, Any, str]] = {}
         gpus = visible_gpus() if spreads_over_gpus(self.config.device) else []
-        pool = local_pool(self.config.workers, max(1, (os.cpu_count() or 1) // self.config.workers), gpus)
+        threads = max(1, (os.cpu_count() or 1) // self.config.workers)
+        pool = local_pool(self.config.workers, threads, gpus)
         data_spec = (self.config.dataset, self.config.data_root, self.config.limit)
+        todo: list[_Job] = []
+        for r, (gt_key, gt_seed) in enumerate(replicates):  # replicate 0 of every architecture first
+            for arch in archs:
+                if self.store.ground_truth(gt_key, arch.hash) is None:
+                    todo.append(_Job("gt", gt_key, arch.hash, _ground_truth_job,
+                                     (arch, self.gt_blueprint, data_spec, self.recipe, self._gt_dir(arch, r), gt_seed)))
+        order = {setting: i for i, setting in enumerate(evaluators)}  # setting by setting, as listed
+        proxy_jobs = [(settings, arch) for arch in archs for settings in self.proxy_jobs(arch, evaluators)]
+        for settings, arch in sorted(proxy_jobs, key=lambda job: order[job[0][0]]):
+            _, name, options, _ = evaluators[settings[-1]]
+            seed = derive_seed(self.config.seed, "compare-proxy", arch.hash)
+            steps = self._job_steps(settings) if len(settings) > 1 else None
+            todo.append(_Job("proxy", settings, arch.hash, _proxy_job,
+                             (name, options, self.config.data_root, self.config.base_dir, arch, self.blueprint, seed,
+                              self.config.device, steps)))
+        bar.update(bar.total - sum(1 if j.kind == "gt" else len(j.what) for j in todo) - bar.n)
+
+        def store(job: _Job, result: Any) -> None:
+            if job.kind == "gt":
+                self.store.put_ground_truth(job.what, job.arch_hash, result["status"], result)
+                bar.update(1)
+            else:
+                self._store_job(job.what, evaluators, job.arch_hash, result)
+                bar.update(len(job.what))
+
         try:
-            for r, (gt_key, gt_seed) in enumerate(replicates):  # replicate 0 of every architecture first
-                for arch in archs:
-                    if self.store.ground_truth(gt_key, arch.hash) is None:
-                        fut = pool.submit(_ground_truth_job, arch, self.gt_blueprint, data_spec, self.recipe,
-                                          self._gt_dir(arch, r), gt_seed)
-                        jobs[fut] = ("gt", gt_key, arch.hash)
-            order = {setting: i for i, setting in enumerate(evaluators)}  # setting by setting, as listed
-            proxy_jobs = [(settings, arch) for arch in archs for settings in self.proxy_jobs(arch, evaluators)]
-            for settings, arch in sorted(proxy_jobs, key=lambda job: order[job[0][0]]):
-                _, name, options, _ = evaluators[settings[-1]]
-                seed = derive_seed(self.config.seed, "compare-proxy", arch.hash)
-                steps = self._job_steps(settings) if len(settings) > 1 else None
-                fut = pool.submit(_proxy_job, name, options, self.config.data_root, self.config.base_dir,
-                                  arch, self.blueprint, seed, self.config.device, steps)
-                jobs[fut] = ("proxy", settings, arch.hash)
-            bar.update(bar.total - sum(1 if kind == "gt" else len(what) for kind, what, _ in jobs.values()) - bar.n)
-            for fut in cf.as_completed(jobs):
-                kind, what, arch_hash = jobs[fut]
-                result = fut.result()
-                if kind == "gt":
-                    self.store.put_ground_truth(what, arch_hash, result["status"], result)
-                    bar.update(1)
-                else:
-                    self._store_job(what, evaluators, arch_hash, result)
-                    bar.update(len(what))
+            jobs = {pool.submit(job.fn, *job.args): job for job in todo}
+            while jobs:
+                outstanding = list(jobs.values())  # in submission order: the pool runs them first in, first out
+                done, _ = cf.wait(list(jobs), return_when=cf.FIRST_COMPLETED)
+                broken = False
+                for fut in done:
+                    job = jobs.pop(fut)
+                    try:
+                        result = fut.result()
+                    except cf.process.BrokenProcessPool:
+                        broken = True
+                        continue
+                    store(job, result)
+                    outstanding.remove(job)
+                if not broken:
+                    continue
+                # a worker died (the OOM killer, a crash) and took every job of its pool with it. Which
+                # running job killed it is unknown: run each of them again alone (a culprit that dies
+                # alone MAX_WORKER_DEATHS times is recorded as failed), then the rest on a fresh pool
+                jobs.clear()
+                kill_workers(pool)
+                pool.shutdown(wait=False, cancel_futures=True)
+                running, waiting = outstanding[: self.config.workers], outstanding[self.config.workers :]
+                for job in running:
+                    result = _run_alone(job, threads, gpus)
+                    store(job, job.failure() if result is None else result)
+                pool = local_pool(self.config.workers, threads, gpus)
+                jobs = {pool.submit(job.fn, *job.args): job for job in waiting}
         except BaseException:  # interrupted or failed: running jobs are abandoned, their workers killed
             kill_workers(pool)
             pool.shutdown(wait=False, cancel_futures=True)
@@ -448,6 +478,52 @@ def _ground_truth_result(arch: Architecture, blueprint: Blueprint, data: Any, re
     except TrainingError as exc:
         result = {"error": str(exc), "status": "failed"}
     return result
+
+
+#: how many times a comparison job may kill the worker it runs alone in before it is recorded as failed
+MAX_WORKER_DEATHS = 2
+
+
+@dataclass
+class _Job:
+    """One ground-truth training or proxy evaluation of :meth:`Comparison.compute_in_parallel`."""
+
+    kind: str  # "gt" or "proxy"
+    what: Any  # the ground truth's store key, or the proxy settings the job computes
+    arch_hash: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    deaths: int = 0
+
+    def failure(self) -> dict[str, Any]:
+        """The failed row(s) of a job whose worker died each time it ran alone."""
+        error = (f"the worker process died each of the {self.deaths} times this ran alone (killed for memory, or "
+                 f"a crash); recorded as failed")
+        if self.kind == "gt":
+            return {"status": "failed", "error": error}
+        row = EvalResult("failed", error=error).to_dict()
+        return row if len(self.what) == 1 else {steps: row for steps in self.args[-1]}
+
+
+def _run_alone(job: _Job, threads: int, gpus: list[str]) -> Any:
+    """``job``'s result from a pool of one worker, tried up to MAX_WORKER_DEATHS times; ``None`` if
+    the worker died every time (``job.deaths`` counts them)."""
+    import concurrent.futures as cf
+
+    from gtn_search.executors import kill_workers, local_pool
+
+    while job.deaths < MAX_WORKER_DEATHS:
+        pool = local_pool(1, threads, gpus)
+        try:
+            return pool.submit(job.fn, *job.args).result()
+        except cf.process.BrokenProcessPool:
+            job.deaths += 1
+        except BaseException:
+            kill_workers(pool)
+            raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+    return None
 
 
 #: evaluators already set up in this worker process, by their settings
