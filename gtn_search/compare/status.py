@@ -221,7 +221,8 @@ def comparison_progress(comparison: Comparison) -> Progress:
     eb = comparison.config.equal_budget
     if eb is None:
         return progress
-    rates = {setting: _rate([store.proxy(key, a.hash) for a in archs]) for setting, (_, _, _, key) in evaluators.items()}
+    searched = {setting for setting, _, _ in comparison.equal_budget_searches()}
+    rates = {setting: _rate([store.proxy(evaluators[setting][3], a.hash) for a in archs]) for setting in searched}
     per_search = eb.top_k + sum(1 for f in set(eb.curve_fractions) if f < 1.0)
     progress.training_pace, progress.workers, progress.replicates = gt_pace, max(1, workers), len(seeds)
     needed: dict[str, object] = {}
