@@ -116,6 +116,28 @@ def tune(tuning, data, batch: int, steps: int, val_size: int) -> tuple[dict[str,
     return {k: best[k] for k in ("optimizer", "lr", "momentum")}, rows
 
 
+class RealHorizonCache:
+    """The real-data results of finished horizons, kept in a JSON file and reused only when the run's
+    learners, grid and data settings (``key``) are the same."""
+
+    def __init__(self, path: Path, key: dict[str, Any]) -> None:
+        self.path, self.key = path, key
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        self.horizons: dict[str, Any] = stored.get("horizons", {}) if stored.get("key") == key else {}
+
+    def get(self, horizon: int) -> dict[str, Any] | None:
+        row = self.horizons.get(str(horizon))
+        if row is None:
+            return None
+        return {**row, "curves": [{int(k): v for k, v in c.items()} for c in row["curves"]]}
+
+    def put(self, horizon: int, row: dict[str, Any]) -> None:
+        self.horizons[str(horizon)] = row
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": self.key, "horizons": self.horizons}))
+        tmp.replace(self.path)
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -236,15 +258,24 @@ def main() -> None:
           f"({len(gtn_final)} fresh learners: {', '.join(d for _, d in eval_learners)})", flush=True)
 
     horizons = [t_steps * f for f in (1, 2, 4, 8, 16, 32) if f <= args.max_factor]
+    # the real-data baseline does not depend on the teaching set: each finished horizon is kept in
+    # real_horizons.json so that an interrupted run resumes at the first unfinished one
+    cache = RealHorizonCache(out / "real_horizons.json", {
+        "dataset": args.dataset, "learners": [d for _, d in eval_learners],
+        "tuning_learners": [d for _, d in tuning], "grid": GRID, "val_size": args.val_size,
+        "batch": batch, "points": points, "t_steps": t_steps})
     real = {}
     for h in horizons:
-        best_cfg, grid = tune(tuning, data, batch, h, args.val_size)
-        hp = sorted(set(points + [h]) if h == t_steps else {h})
-        curves = [real_curve(m, data, batch, best_cfg, h, derive_seed(7, "eval", i), data.test_x, data.test_y, hp)
-                  for i, (m, _) in enumerate(eval_learners)]
-        accs = [c[h] for c in curves]
-        m, s = mean_std(accs)
-        real[h] = {"best": best_cfg, "grid": grid, "test_mean": m, "test_std": s, "curves": curves}
+        real[h] = cache.get(h)
+        if real[h] is None:
+            best_cfg, grid = tune(tuning, data, batch, h, args.val_size)
+            hp = sorted(set(points + [h]) if h == t_steps else {h})
+            curves = [real_curve(m, data, batch, best_cfg, h, derive_seed(7, "eval", i), data.test_x, data.test_y,
+                                 hp) for i, (m, _) in enumerate(eval_learners)]
+            m, s = mean_std([c[h] for c in curves])
+            real[h] = {"best": best_cfg, "grid": grid, "test_mean": m, "test_std": s, "curves": curves}
+            cache.put(h, real[h])
+        m, s, best_cfg = real[h]["test_mean"], real[h]["test_std"], real[h]["best"]
         print(f"real data, {h} steps: test accuracy {m:.4f} +- {s:.4f} with tuned {best_cfg}", flush=True)
     reached = next((h for h in horizons if real[h]["test_mean"] >= gtn_mean), None)
     if reached is None:
