@@ -266,17 +266,18 @@ def main() -> None:
         "batch": batch, "points": points, "t_steps": t_steps})
     real = {}
     for h in horizons:
-        real[h] = cache.get(h)
-        if real[h] is None:
+        row = cache.get(h)
+        if row is None:
             best_cfg, grid = tune(tuning, data, batch, h, args.val_size)
             hp = sorted(set(points + [h]) if h == t_steps else {h})
             curves = [real_curve(m, data, batch, best_cfg, h, derive_seed(7, "eval", i), data.test_x, data.test_y,
                                  hp) for i, (m, _) in enumerate(eval_learners)]
             m, s = mean_std([c[h] for c in curves])
-            real[h] = {"best": best_cfg, "grid": grid, "test_mean": m, "test_std": s, "curves": curves}
-            cache.put(h, real[h])
-        m, s, best_cfg = real[h]["test_mean"], real[h]["test_std"], real[h]["best"]
-        print(f"real data, {h} steps: test accuracy {m:.4f} +- {s:.4f} with tuned {best_cfg}", flush=True)
+            row = {"best": best_cfg, "grid": grid, "test_mean": m, "test_std": s, "curves": curves}
+            cache.put(h, row)
+        real[h] = row
+        print(f"real data, {h} steps: test accuracy {row['test_mean']:.4f} +- {row['test_std']:.4f} "
+              f"with tuned {row['best']}", flush=True)
     reached = next((h for h in horizons if real[h]["test_mean"] >= gtn_mean), None)
     if reached is None:
         speedup, speedup_text = None, f">= {horizons[-1] / t_steps:.0f}x (real data did not reach the GTN accuracy)"
