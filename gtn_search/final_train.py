@@ -132,16 +132,17 @@ def _raise_if_nonfinite(bad: tuple[int, float] | None, steps_per_epoch: int, cfg
                             f"is kept")
 
 
-def _saved_result(path: Path, identity: dict[str, Any]) -> TrainResult | None:
-    """The ``result.json`` a finished run wrote, if it is there, readable and of this run."""
+def _read_result(path: Path) -> TrainResult | None:
+    """The ``result.json`` a finished run wrote, if it is there and readable."""
     try:
-        saved = json.loads(path.read_text())
-        result = TrainResult(**saved)
+        return TrainResult(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    mine = {"hash": result.architecture_hash, "blueprint": result.blueprint, "recipe": result.recipe,
+
+
+def _identity_of(result: TrainResult) -> dict[str, Any]:
+    return {"hash": result.architecture_hash, "blueprint": result.blueprint, "recipe": result.recipe,
             "dataset": result.dataset, "seed": result.seed}
-    return result if mine == identity else None
 
 
 def train_final(
@@ -175,6 +176,21 @@ def _train(arch: Architecture, blueprint: Blueprint, data: DatasetTensors, cfg: 
     from tqdm.auto import tqdm
 
     bp = blueprint.model_copy(update={"input_shape": data.shape, "num_classes": data.num_classes})
+    out = Path(out_dir) if out_dir is not None else None
+    identity = {"hash": arch.hash, "blueprint": bp.to_mapping(), "recipe": cfg.model_dump(mode="json"),
+                "dataset": data.name, "seed": seed}
+    if out is not None:
+        # A finished run returns its result, without training or evaluating again, even where its
+        # checkpoint is gone (result folders are kept without their checkpoints); a result of
+        # another run is never overwritten.
+        saved = _read_result(out / "result.json")
+        if saved is not None and _identity_of(saved) == identity:
+            return saved
+        if saved is not None and not (out / "checkpoint.pt").exists():
+            mine = _identity_of(saved)
+            diff = sorted(k for k in identity if mine.get(k) != identity[k])
+            raise ConfigError(f"{out / 'result.json'}: this result is for another run (different "
+                              f"{', '.join(diff)}); use another --out folder or move the result away")
     check_fits(arch, bp, cfg.batch_size, "final training", memory_limit(device))
     module = build(arch, bp, seed=derive_seed(seed, "final-init"))
     params = sum(p.numel() for p in module.parameters())
@@ -185,10 +201,7 @@ def _train(arch: Architecture, blueprint: Blueprint, data: DatasetTensors, cfg: 
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     opt = torch.optim.SGD(module.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
-    out = Path(out_dir) if out_dir is not None else None
     ckpt = out / "checkpoint.pt" if out is not None else None
-    identity = {"hash": arch.hash, "blueprint": bp.to_mapping(), "recipe": cfg.model_dump(mode="json"),
-                "dataset": data.name, "seed": seed}
     step, history, seconds = 0, [], 0.0
     if ckpt is not None and ckpt.exists():
         state = load_tensor_file(ckpt, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "final-training checkpoint")
@@ -203,10 +216,6 @@ def _train(arch: Architecture, blueprint: Blueprint, data: DatasetTensors, cfg: 
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, history, seconds = int(state["step"]), json.loads(state["history"]), float(state["seconds"])
-        if step >= total and out is not None:
-            finished = _saved_result(out / "result.json", identity)
-            if finished is not None:  # a finished run: its result, without evaluating the test set again
-                return finished
     module.train()
     bar = tqdm(total=total, initial=step, disable=not progress, desc="train", unit="step", dynamic_ncols=True)
     start = time.monotonic() - seconds

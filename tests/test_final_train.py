@@ -90,6 +90,24 @@ def test_a_finished_run_returns_its_saved_result_without_evaluating_again(small_
         train_final(arch(), TINY_BP, data, cfg, tmp_path, seed=4)
 
 
+def test_a_saved_result_is_returned_even_when_its_checkpoint_is_gone(small_mnist, tmp_path, monkeypatch):
+    """Result folders are committed without their (git-ignored) checkpoints: a fresh checkout must
+    not train a finished run again, nor overwrite another run's recorded result."""
+    cfg = TrainConfig(epochs=1, batch_size=64)
+    data = subset(small_mnist, 128)
+    first = train_final(arch(), TINY_BP, data, cfg, tmp_path, seed=4)
+    (tmp_path / "checkpoint.pt").unlink()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run trained again")
+
+    monkeypatch.setattr(ft, "build", no_training)
+    assert train_final(arch(), TINY_BP, data, cfg, tmp_path, seed=4) == first
+    with pytest.raises(ConfigError, match=r"result.json: this result is for another run \(different seed\)"):
+        train_final(arch(), TINY_BP, data, cfg, tmp_path, seed=5)
+    assert json.loads((tmp_path / "result.json").read_text())["seed"] == 4  # kept
+
+
 def test_nan_during_training_is_a_clear_error(small_mnist, tmp_path):
     bad = subset(small_mnist, 64)
     bad = dataclasses.replace(bad, train_x=torch.full_like(bad.train_x, float("nan")))
@@ -116,6 +134,9 @@ def test_cli_train_and_its_errors(tmp_path, mnist_root, capsys):
     assert main(args[:3] + ["7"] + args[4:]) == 1
     assert "--index 7 out of range" in capsys.readouterr().err
     (out / "checkpoint.pt").write_bytes(b"garbage")
+    assert main(args) == 0  # finished: its result stands, the checkpoint is not read
+    capsys.readouterr()
+    (out / "result.json").unlink()  # unfinished: the run resumes from its checkpoint
     assert main(args) == 1
     assert "corrupt or truncated" in capsys.readouterr().err
     assert main(args[:-3] + ["--lr", "-1", "--out", str(tmp_path / "x"), "--no-progress"]) == 1
