@@ -180,6 +180,36 @@ def test_compare_end_to_end_and_resume(tmp_path, tiny_teaching_set, mnist_root, 
     _check_status(tmp_path, tiny_config(tmp_path, tiny_teaching_set, mnist_root, equal_budget=eb), second)
 
 
+def test_the_report_is_written_before_the_equal_budget_searches(tmp_path, tiny_teaching_set, mnist_root,
+                                                                 monkeypatch):
+    """The searches come last and can take hours: the correlations, peers and noise ceiling are
+    reported as soon as the ground truth and every proxy are done, with the searches marked pending."""
+    eb = {"evaluators": ["gtn@3"], "strategies": ["random"], "seeds": [0], "flops": 1e6, "top_k": 1}
+    data = tiny_config(tmp_path, tiny_teaching_set, mnist_root, equal_budget=eb, targets={"primary": "gtn@3"})
+    data["proxies"] = data["proxies"][:1] + data["proxies"][2:]  # no real-data sweep: faster
+
+    def interrupted(self):
+        raise KeyboardInterrupt  # the session ends during the searches
+
+    monkeypatch.setattr(compare_run.Comparison, "equal_budget", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(load_compare_config_from(tmp_path, data), progress=False)
+    out = tmp_path / "cmp"
+    interim = json.loads((out / "results.json").read_text())
+    assert interim["equal_budget"] is None and interim["equal_budget_pending"] is True
+    assert [r["setting"] for r in interim["table"]] == ["gtn@1", "gtn@3", "naswot", "params"]
+    verdict = interim["targets"]["verdicts"][-1]
+    assert verdict["measured"].startswith("pending") and verdict["met"] is None
+    report = (out / "report.md").read_text()
+    assert "| gtn@3 | 3 | 5 |" in report and "The equal-budget searches have not finished" in report
+    assert (out / "ground_truth.csv").exists()
+    monkeypatch.undo()
+    final = run_compare(load_compare_config_from(tmp_path, data), progress=False)
+    assert final["equal_budget_pending"] is False and final["equal_budget"]
+    assert json.loads(json.dumps(final["table"])) == interim["table"]
+    assert "have not finished" not in (out / "report.md").read_text()
+
+
 def _check_status(tmp_path, data, results):
     """``compare --status`` on a finished comparison that then lost rows (as a kill would) and gained a
     search: it counts what is stored, and reads without writing."""

@@ -120,6 +120,11 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
             lines.append(f"| {s['setting']} | {s['all_flops_text']} | {s['all_seconds_text']} | "
                          f"{s['top50_flops_text']} | {s['top50_seconds_text']} |")
     lines += _targets_lines(results)
+    if results.get("equal_budget_pending"):
+        lines += ["", "## Equal-budget searches", "",
+                  ("The equal-budget searches have not finished: this report was written when the ground truth "
+                   "and every proxy were done. Run the same command again to continue them; the report is "
+                   "rewritten when they finish (`--status` shows how far they are).")]
     if eb:
         lines += ["", "## Equal-budget searches", "",
                   (f"Each search spent the same compute budget ({cfg['equal_budget']['flops']:.3g} FLOPs); the top "

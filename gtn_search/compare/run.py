@@ -422,8 +422,6 @@ class Comparison:
     def _run(self) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
-        from gtn_search.compare.report import write_report
-
         archs = self.architectures()
         settings = self.config.settings()
         bar = tqdm(total=len(archs) * (1 + len(settings)), disable=not self.progress, desc="compare",
@@ -446,13 +444,25 @@ class Comparison:
             "ground_truth": [{"hash": a.hash, **t} for a, t in zip(archs, truths)],
             "proxy_scores": {s: [r.get("score") for r in rows] for s, rows in proxies.items()},
             "noise_ceiling": asdict(self.noise_ceiling(truths)),
-            "table": table, "speedup": self.speedups(table), "equal_budget": self.equal_budget(),
+            "table": table, "speedup": self.speedups(table), "equal_budget": None,
+            "equal_budget_pending": self.config.equal_budget is not None,
             "ground_truth_seconds": sum(t.get("seconds", 0.0) for t in truths),
         }
+        write_tables(self.out, archs, truths, len(self.gt_keys), proxies)
+        if self.config.equal_budget is not None:
+            # the searches and the final trainings of their picks come last and take hours: report
+            # everything else first (rewritten when they finish)
+            self._write_results(results)
+            results = {**results, "equal_budget": self.equal_budget(), "equal_budget_pending": False}
+        return self._write_results(results)
+
+    def _write_results(self, results: dict[str, Any]) -> dict[str, Any]:
+        """Judge the targets, then write results.json, report.md and the plots; returns ``results``."""
+        from gtn_search.compare.report import write_report
+
         if self.config.targets is not None:
             results["targets"] = judge(results, self.config.targets.model_dump())
         write_text_atomic(self.out / "results.json", json.dumps(results, indent=2, default=str))
-        write_tables(self.out, archs, truths, len(self.gt_keys), proxies)
         write_report(results, self.out)
         return results
 

@@ -120,9 +120,11 @@ def _speedup_met(s: tuple[float, str] | None, required: float) -> bool | None:
     return False if value < required else None
 
 
-def _equal_budget(eb: dict[str, Any] | None, gtn_setting: str, settings_kind: dict[str, str]) -> list[Verdict]:
+def _equal_budget(eb: dict[str, Any] | None, gtn_setting: str, settings_kind: dict[str, str],
+                  pending: bool = False) -> list[Verdict]:
     if not eb:
-        return [Verdict("equal-budget searches", "GTN's cells at least as good as real data's", "not run", None)]
+        return [Verdict("equal-budget searches", "GTN's cells at least as good as real data's",
+                        "pending (the searches have not finished)" if pending else "not run", None)]
     out = []
     strategies = sorted({v["strategy"] for v in eb.values()})
     for strategy in strategies:
@@ -168,7 +170,8 @@ def judge(results: dict[str, Any], targets: dict[str, Any]) -> dict[str, Any]:
                 f.spearman_top50 >= targets["top50_spearman"] and f.top50_halfwidth <= targets["top50_halfwidth"]),
         Verdict("speed-up over all architectures (FLOPs)", f">= {targets['speedup']:g}x",
                 _speedup_text(f.speedup), _speedup_met(f.speedup, targets["speedup"])),
-        *_equal_budget(results.get("equal_budget"), primary["setting"], {r["setting"]: r["kind"] for r in table}),
+        *_equal_budget(results.get("equal_budget"), primary["setting"], {r["setting"]: r["kind"] for r in table},
+                       bool(results.get("equal_budget_pending"))),
     ]
     others = [figures(table, r) for r in table if r["kind"] == "gtn" and r["setting"] != primary["setting"]]
     return {"primary": primary["setting"], "verdicts": [v.to_dict() for v in verdicts],
