@@ -324,6 +324,15 @@ def test_compare_with_worker_processes_gives_the_sequential_numbers(tmp_path, ti
     assert all(t["final_test_accuracy"] is not None for t in b["top"])
 
 
+def test_workers_compute_the_training_free_peers_first(tmp_path, tiny_teaching_set, mnist_root):
+    cfg = load_compare_config_from(tmp_path, tiny_config(tmp_path, tiny_teaching_set, mnist_root))
+    comparison = compare_run.Comparison(cfg, progress=False)
+    listed = list(cfg.settings())
+    assert listed == ["gtn@1", "gtn@3", "real@2", "real@8", "naswot", "params"]
+    assert comparison.proxy_setting_order(dict.fromkeys(listed)) == ["naswot", "params", "gtn@1", "gtn@3", "real@2",
+                                                                     "real@8"]
+
+
 def test_speedup_is_an_upper_bound_when_the_cheapest_real_proxy_already_matches():
     def row(setting, kind, flops, rho):
         c = {"spearman": rho}

@@ -156,6 +156,13 @@ class Comparison:
                 jobs.extend([s] for s in settings)
         return jobs
 
+    def proxy_setting_order(self, evaluators: dict[str, Any]) -> list[str]:
+        """The order in which worker processes compute the proxy settings: setting by setting, the
+        training-free ones (no step count; about a second per architecture) first, so every peer is
+        available early, then the trained ones as listed."""
+        proxies = self.config.settings()
+        return sorted(evaluators, key=lambda s: "steps" in proxies[s][1])
+
     def _job_steps(self, settings: list[str]) -> list[int]:
         proxies = self.config.settings()
         return [int(proxies[s][1]["steps"]) for s in settings]
@@ -219,7 +226,7 @@ class Comparison:
                 if self.store.ground_truth(gt_key, arch.hash) is None:
                     todo.append(_Job("gt", gt_key, arch.hash, _ground_truth_job,
                                      (arch, self.gt_blueprint, data_spec, self.recipe, self._gt_dir(arch, r), gt_seed)))
-        order = {setting: i for i, setting in enumerate(evaluators)}  # setting by setting, as listed
+        order = {setting: i for i, setting in enumerate(self.proxy_setting_order(evaluators))}
         proxy_jobs = [(settings, arch) for arch in archs for settings in self.proxy_jobs(arch, evaluators)]
         for settings, arch in sorted(proxy_jobs, key=lambda job: order[job[0][0]]):
             _, name, options, _ = evaluators[settings[-1]]
