@@ -215,7 +215,21 @@ def _check_status(tmp_path, data, results):
     search: it counts what is stored, and reads without writing."""
     import sqlite3
 
+    import contextlib
+    import io
+
+    from gtn_search.compare.report import ci_text
+
     status_config = tmp_path / "status.yaml"
+    status_config.write_text(yaml.safe_dump(data))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):  # complete: each setting's correlation, as the report has it
+        assert main(["compare", str(status_config), "--status"]) == 0
+    lines = out.getvalue().splitlines()
+    for row in results["table"]:
+        line = next(x for x in lines if x.startswith(f"  proxy {row['setting']}:"))
+        assert line.endswith(f"; Spearman with the ground truth {ci_text(row['all'], 'spearman')} (all), "
+                             f"{ci_text(row['top50'], 'spearman')} (top 50%)"), line
     lost = results["architectures"][0]
     conn = sqlite3.connect(tmp_path / "cmp" / "compare.db", isolation_level=None)
     conn.execute("DELETE FROM ground_truth WHERE hash=?", (lost,))
@@ -227,9 +241,6 @@ def _check_status(tmp_path, data, results):
     runs = {k: v["runs"] for k, v in results["equal_budget"].items()}
     picked = {c["hash"] for rs in runs.values() for r in rs for c in r["curve"] + r["top"] if c["hash"]}
     files = {p: p.read_bytes() for p in (tmp_path / "cmp").rglob("*.db")}
-    import contextlib
-    import io
-
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["compare", str(status_config), "--status"]) == 0

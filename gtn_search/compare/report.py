@@ -16,7 +16,8 @@ def _f(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def _ci(c: dict[str, Any], key: str) -> str:
+def ci_text(c: dict[str, Any], key: str) -> str:
+    """``0.412 [0.23, 0.57]``: a correlation dict's ``key`` with its bootstrap interval ``key_ci``."""
     lo, hi = c[f"{key}_ci"]
     return f"{_f(c[key])} [{_f(lo, 2)}, {_f(hi, 2)}]"
 
@@ -107,8 +108,9 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     ]
     for r in results["table"]:
         lines.append(f"| {r['setting']} | {r['steps']} | {r['n']} | {r['flops_per_arch'] / 1e6:,.1f} | "
-                     f"{r['seconds_per_arch']:.2f} | {_ci(r['all'], 'spearman')} | {_ci(r['all'], 'kendall')} | "
-                     f"{_ci(r['top50'], 'spearman')} | {_ci(r['top50'], 'kendall')} | "
+                     f"{r['seconds_per_arch']:.2f} | {ci_text(r['all'], 'spearman')} | "
+                     f"{ci_text(r['all'], 'kendall')} | "
+                     f"{ci_text(r['top50'], 'spearman')} | {ci_text(r['top50'], 'kendall')} | "
                      f"{'n/a' if r.get('mean_score') is None else format(r['mean_score'], '.4g')} |")
     if results["speedup"]:
         lines += ["", "## Speed-up factor", "",

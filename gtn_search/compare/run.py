@@ -291,23 +291,27 @@ class Comparison:
 
     def correlations(self, archs: list[Architecture], truths: list[dict[str, Any]],
                      proxies: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-        table = []
-        for setting, (proxy, _) in self.config.settings().items():
-            pairs = [(p["score"], t["test_accuracy"]) for p, t in zip(proxies[setting], truths)
-                     if p["status"] == "ok" and t["status"] == "ok"]
-            xs, ys = [p for p, _ in pairs], [t for _, t in pairs]
-            all_c = correlation(xs, ys, self.config.bootstrap, self.config.seed)
-            top_c = correlation(*top_fraction(xs, ys, 0.5), self.config.bootstrap, self.config.seed)
-            rows = proxies[setting]
-            flops = statistics.mean((r["train_flops"] + r["eval_flops"]) for r in rows)
-            seconds = statistics.mean(r["wall_seconds"] for r in rows)
-            steps = rows[0]["sgd_steps"] if rows else 0
-            table.append({"setting": setting, "label": proxy.label, "kind": proxy.curve_kind(), "steps": steps,
-                          "n": len(pairs), "failed": sum(r["status"] != "ok" for r in rows),
-                          "flops_per_arch": flops, "seconds_per_arch": seconds,
-                          "mean_score": statistics.mean(xs) if xs else None,
-                          "all": asdict(all_c), "top50": asdict(top_c)})
-        return table
+        """One row per proxy setting: Spearman and Kendall with the ground truth (all architectures and
+        the top 50% by the proxy's own score, bootstrap intervals), cost and mean score."""
+        return [self.correlation_row(setting, proxies[setting], truths) for setting in self.config.settings()]
+
+    def correlation_row(self, setting: str, rows: list[dict[str, Any]], truths: list[dict[str, Any]]
+                        ) -> dict[str, Any]:
+        """The table row of one proxy setting from its rows and the ground truth (same order)."""
+        proxy, _ = self.config.settings()[setting]
+        pairs = [(p["score"], t["test_accuracy"]) for p, t in zip(rows, truths)
+                 if p["status"] == "ok" and t["status"] == "ok"]
+        xs, ys = [p for p, _ in pairs], [t for _, t in pairs]
+        all_c = correlation(xs, ys, self.config.bootstrap, self.config.seed)
+        top_c = correlation(*top_fraction(xs, ys, 0.5), self.config.bootstrap, self.config.seed)
+        flops = statistics.mean((r["train_flops"] + r["eval_flops"]) for r in rows)
+        seconds = statistics.mean(r["wall_seconds"] for r in rows)
+        steps = rows[0]["sgd_steps"] if rows else 0
+        return {"setting": setting, "label": proxy.label, "kind": proxy.curve_kind(), "steps": steps,
+                "n": len(pairs), "failed": sum(r["status"] != "ok" for r in rows),
+                "flops_per_arch": flops, "seconds_per_arch": seconds,
+                "mean_score": statistics.mean(xs) if xs else None,
+                "all": asdict(all_c), "top50": asdict(top_c)}
 
     @staticmethod
     def speedups(table: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -12,7 +12,8 @@ import statistics
 from dataclasses import dataclass, field
 
 from gtn_search.compare.analysis import NoiseCeiling, noise_ceiling
-from gtn_search.compare.run import Comparison
+from gtn_search.compare.report import ci_text
+from gtn_search.compare.run import Comparison, combine_replicates
 from gtn_search.storage import Study
 
 
@@ -39,6 +40,9 @@ class Count:
     workers: int = 1
     #: the setting whose training also scores this one (a step sweep trained once): its time is there
     swept_with: str | None = None
+    #: a finished proxy setting's row of the report's correlation table, once the ground truth is
+    #: complete too (None: either is not)
+    correlation: dict | None = None
 
     @property
     def left(self) -> int:
@@ -59,6 +63,9 @@ class Count:
         elif self.left and self.seconds_left is not None:
             text += (f", about {duration(self.seconds_left)} left ({duration(self.pace or 0.0)} each, "
                      f"{self.workers} worker{'s' if self.workers > 1 else ''})")
+        if self.correlation is not None:
+            text += (f"; Spearman with the ground truth {ci_text(self.correlation['all'], 'spearman')} (all), "
+                     f"{ci_text(self.correlation['top50'], 'spearman')} (top 50%)")
         return text
 
 
@@ -213,6 +220,13 @@ def comparison_progress(comparison: Comparison) -> Progress:
     for count, setting in zip(proxies, evaluators):
         if last.get(setting, setting) != setting:
             count.swept_with = f"proxy {last[setting]}"
+    if all(r is not None for rows in gt_rows for r in rows):
+        # the ground truth is complete: each finished proxy setting's correlation, as the report has it
+        truths = [combine_replicates(list(rows)) for rows in zip(*gt_rows)]
+        for count, (setting, (_, _, _, key)) in zip(proxies, evaluators.items()):
+            rows = [store.proxy(key, a.hash) for a in archs]
+            if all(r is not None for r in rows):
+                count.correlation = comparison.correlation_row(setting, rows, truths)  # type: ignore[arg-type]
     progress = Progress(str(comparison.out), len(archs), ground_truth, proxies)
     complete = [[r["test_accuracy"] for r in rows] for rows in zip(*gt_rows)
                 if all(r is not None and r.get("status") == "ok" for r in rows)]
