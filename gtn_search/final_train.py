@@ -9,8 +9,9 @@ split, reports validation accuracy after every epoch and the **test** accuracy o
 A checkpoint is written atomically after every epoch; calling :func:`train_final` again with the same
 output folder continues from it (the data order and augmentation of each epoch are derived from the
 seed and the epoch number, so a resumed run trains exactly like an uninterrupted one; on CUDA with
-``deterministic: true``); a finished run returns the ``result.json`` it wrote, without evaluating
-the test set again. The result is saved as ``result.json``: test/validation accuracy, params,
+``deterministic: true``); a finished run returns the ``result.json`` it wrote, without training or
+evaluating the test set again, even where its checkpoint is gone (a ``result.json`` of another run
+in the folder is an error, never overwritten). The result is saved as ``result.json``: test/validation accuracy, params,
 FLOPs, epochs, wall seconds. The recipe's ``device`` is where it trains (the checkpoint loads on any
 device); ``amp: bf16`` runs forward passes under bfloat16 autocast.
 """
