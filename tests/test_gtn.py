@@ -274,10 +274,10 @@ def test_presets_load_and_config_errors():
 def test_fashion_nas_preset_is_what_trained_its_committed_teaching_set():
     """`gtn train --preset fashion-nas` reproduces the teaching set the README's figures come from
     (issue 15's variant (d), chosen by the rule fixed in advance)."""
-    trained = Path(__file__).resolve().parents[1] / "benchmarks/results/fashion_nas_gtn_t64"
+    trained = Path(__file__).resolve().parents[1] / "benchmarks/results/fashion_nas_gtn_t128"
     assert load_config("fashion-nas") == load_config(trained / "config.yaml")
     teaching = TeachingSet.load(trained / "teaching_set.pt")
-    assert (teaching.steps, teaching.dataset) == (64, "fashion_mnist")
+    assert (teaching.steps, teaching.dataset) == (128, "fashion_mnist")
 
 
 def test_paper_preset_builds_at_full_size():
