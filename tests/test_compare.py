@@ -230,6 +230,9 @@ def _check_status(tmp_path, data, results):
         line = next(x for x in lines if x.startswith(f"  proxy {row['setting']}:"))
         assert line.endswith(f"; Spearman with the ground truth {ci_text(row['all'], 'spearman')} (all), "
                              f"{ci_text(row['top50'], 'spearman')} (top 50%)"), line
+    for speedup in results["speedup"]:  # and, the real-data curve being complete, the speed-ups
+        assert (f"  speed-up of {speedup['setting']}: {speedup['all_flops_text']} in FLOPs, "
+                f"{speedup['all_seconds_text']} in seconds (all architectures)") in lines
     lost = results["architectures"][0]
     conn = sqlite3.connect(tmp_path / "cmp" / "compare.db", isolation_level=None)
     conn.execute("DELETE FROM ground_truth WHERE hash=?", (lost,))

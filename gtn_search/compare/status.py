@@ -118,6 +118,9 @@ class Progress:
     #: the noise ceiling over the architectures whose replicates are all trained so far (None: fewer
     #: than 3 such architectures, or one replicate)
     noise_ceiling: NoiseCeiling | None = None
+    #: each finished GTN setting's speed-up factor as the report computes it (once every real-data
+    #: setting has finished too; empty before)
+    speedups: list[dict] = field(default_factory=list)
     #: seconds of one final training (the ground truth's median pace) and the workers sharing them
     training_pace: float | None = None
     workers: int = 1
@@ -133,6 +136,8 @@ class Progress:
             out.append(f"  noise ceiling so far ({nc.n} architectures with every replicate trained): seed-to-seed "
                        f"Spearman {nc.pairwise:.3f}{interval}")
         out += [f"  {c.line()}" for c in self.proxies]
+        out += [f"  speed-up of {s['setting']}: {s['all_flops_text']} in FLOPs, {s['all_seconds_text']} in seconds "
+                f"(all architectures)" for s in self.speedups]
         counts = self.ground_truth + self.proxies
         known = [c.seconds_left for c in counts if c.left and c.seconds_left is not None]
         unknown = sum(1 for c in counts if c.left and c.seconds_left is None)
@@ -228,6 +233,10 @@ def comparison_progress(comparison: Comparison) -> Progress:
             if all(r is not None for r in rows):
                 count.correlation = comparison.correlation_row(setting, rows, truths)  # type: ignore[arg-type]
     progress = Progress(str(comparison.out), len(archs), ground_truth, proxies)
+    rows = [c.correlation for c in proxies]
+    real = [r for r, (p, _) in zip(rows, comparison.config.settings().values()) if p.curve_kind() == "real"]
+    if real and all(r is not None for r in real):
+        progress.speedups = comparison.speedups([r for r in rows if r is not None])
     complete = [[r["test_accuracy"] for r in rows] for rows in zip(*gt_rows)
                 if all(r is not None and r.get("status") == "ok" for r in rows)]
     if len(seeds) > 1 and len(complete) >= 3:
