@@ -29,6 +29,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from gtn_search.cli.common import check_output
     from gtn_search.cli.gtn import _threads
     from gtn_search.compare import load_compare_config, run_compare
+    from gtn_search.compare.report import speedup_line
     from gtn_search.configio import errors_name
 
     _threads(args.threads)
@@ -54,6 +55,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"  {r['setting']:<20} Spearman {r['all']['spearman']:+.3f} (top 50%: {r['top50']['spearman']:+.3f}), "
               f"{r['flops_per_arch'] / 1e6:,.1f} MFLOPs and {r['seconds_per_arch']:.2f} s per architecture")
     for s in results["speedup"]:
-        print(f"  speed-up of {s['setting']}: {s['all_flops_text']} in FLOPs, {s['all_seconds_text']} in seconds")
+        print(f"  {speedup_line(s)}")
     print(f"report: {Path(config.out, 'report.md').absolute()}")
     return 0

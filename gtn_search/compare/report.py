@@ -22,6 +22,12 @@ def ci_text(c: dict[str, Any], key: str) -> str:
     return f"{_f(c[key])} [{_f(lo, 2)}, {_f(hi, 2)}]"
 
 
+def speedup_line(s: dict[str, Any]) -> str:
+    """``speed-up of gtn@32: 0.8x in FLOPs, 0.8x in seconds``: one GTN setting's speed-up factors
+    over all architectures (an entry of ``results['speedup']``)."""
+    return f"speed-up of {s['setting']}: {s['all_flops_text']} in FLOPs, {s['all_seconds_text']} in seconds"
+
+
 def space_label(spec: str | dict[str, Any]) -> str:
     """How the report names a search space: a preset by name, with the settings a config overrides."""
     if isinstance(spec, str):

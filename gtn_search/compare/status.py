@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from gtn_search.compare.analysis import NoiseCeiling, noise_ceiling
-from gtn_search.compare.report import ci_text
+from gtn_search.compare.report import ci_text, speedup_line
 from gtn_search.compare.run import Comparison, combine_replicates
 from gtn_search.storage import Study
 
@@ -136,8 +136,7 @@ class Progress:
             out.append(f"  noise ceiling so far ({nc.n} architectures with every replicate trained): seed-to-seed "
                        f"Spearman {nc.pairwise:.3f}{interval}")
         out += [f"  {c.line()}" for c in self.proxies]
-        out += [f"  speed-up of {s['setting']}: {s['all_flops_text']} in FLOPs, {s['all_seconds_text']} in seconds "
-                f"(all architectures)" for s in self.speedups]
+        out += [f"  {speedup_line(s)} (all architectures)" for s in self.speedups]
         counts = self.ground_truth + self.proxies
         known = [c.seconds_left for c in counts if c.left and c.seconds_left is not None]
         unknown = sum(1 for c in counts if c.left and c.seconds_left is None)
@@ -215,8 +214,8 @@ def comparison_progress(comparison: Comparison) -> Progress:
         for r, (rows, seed) in enumerate(zip(gt_rows, seeds))
     ]
     evaluators = comparison.proxy_evaluators()
-    proxies = [_count(f"proxy {setting}", [store.proxy(key, a.hash) for a in archs], "wall_seconds", workers)
-               for setting, (_, _, _, key) in evaluators.items()]
+    proxy_rows = {setting: [store.proxy(key, a.hash) for a in archs] for setting, (_, _, _, key) in evaluators.items()}
+    proxies = [_count(f"proxy {setting}", rows, "wall_seconds", workers) for setting, rows in proxy_rows.items()]
     sweeps: dict[str, list[tuple[int, str]]] = {}
     for setting, (proxy, options) in comparison.config.settings().items():
         if "steps" in options and evaluators[setting][0].can_sweep():
@@ -228,15 +227,14 @@ def comparison_progress(comparison: Comparison) -> Progress:
     if all(r is not None for rows in gt_rows for r in rows):
         # the ground truth is complete: each finished proxy setting's correlation, as the report has it
         truths = [combine_replicates(list(rows)) for rows in zip(*gt_rows)]
-        for count, (setting, (_, _, _, key)) in zip(proxies, evaluators.items()):
-            rows = [store.proxy(key, a.hash) for a in archs]
+        for count, (setting, rows) in zip(proxies, proxy_rows.items()):
             if all(r is not None for r in rows):
                 count.correlation = comparison.correlation_row(setting, rows, truths)  # type: ignore[arg-type]
     progress = Progress(str(comparison.out), len(archs), ground_truth, proxies)
-    rows = [c.correlation for c in proxies]
-    real = [r for r, (p, _) in zip(rows, comparison.config.settings().values()) if p.curve_kind() == "real"]
+    table = [c.correlation for c in proxies]
+    real = [r for r, (p, _) in zip(table, comparison.config.settings().values()) if p.curve_kind() == "real"]
     if real and all(r is not None for r in real):
-        progress.speedups = comparison.speedups([r for r in rows if r is not None])
+        progress.speedups = comparison.speedups([r for r in table if r is not None])
     complete = [[r["test_accuracy"] for r in rows] for rows in zip(*gt_rows)
                 if all(r is not None and r.get("status") == "ok" for r in rows)]
     if len(seeds) > 1 and len(complete) >= 3:
@@ -245,7 +243,7 @@ def comparison_progress(comparison: Comparison) -> Progress:
     if eb is None:
         return progress
     searched = {setting for setting, _, _ in comparison.equal_budget_searches()}
-    rates = {setting: _rate([store.proxy(evaluators[setting][3], a.hash) for a in archs]) for setting in searched}
+    rates = {setting: _rate(proxy_rows[setting]) for setting in searched}
     per_search = eb.top_k + sum(1 for f in set(eb.curve_fractions) if f < 1.0)
     progress.training_pace, progress.workers, progress.replicates = gt_pace, max(1, workers), len(seeds)
     needed: dict[str, object] = {}
