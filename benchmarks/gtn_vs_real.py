@@ -55,14 +55,17 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def learners(config: GTNConfig, data, count: int, tag: str) -> list[tuple[torch.nn.Module, str]]:
-    """Fresh learners: the first half with the preset widths, the rest with random widths."""
+def learners(config: GTNConfig, data, count: int, tag: str,
+             device: torch.device | None = None) -> list[tuple[torch.nn.Module, str]]:
+    """Fresh learners: the first half with the preset widths, the rest with random widths (built on
+    the CPU from their seeds, then moved to ``device``)."""
     out = []
     for i in range(count):
         spec = config.learner
         if i >= count // 2 and getattr(spec, "kind", "") == "conv":
             spec = spec.model_copy(update={"random_widths": True})
-        out.append(make_learner(spec, data.shape, data.num_classes, derive_seed(987654, tag, i)))
+        module, description = make_learner(spec, data.shape, data.num_classes, derive_seed(987654, tag, i))
+        out.append((module.to(device) if device is not None else module, description))
     return out
 
 
@@ -92,7 +95,7 @@ def real_curve(module, data, batch: int, opt_cfg: dict[str, Any], steps: int, se
     rng = torch.Generator().manual_seed(seed)
     accs: dict[int, float] = {}
     for step in range(1, steps + 1):
-        idx = torch.randint(len(data.train_x), (batch,), generator=rng)
+        idx = torch.randint(len(data.train_x), (batch,), generator=rng).to(data.train_x.device)
         loss = F.cross_entropy(net(data.train_x[idx]), data.train_y[idx])
         if not torch.isfinite(loss):
             return {p: 0.0 for p in points if p >= step} | accs
@@ -168,11 +171,11 @@ def ablations(base: GTNConfig, data, out: Path, iterations: int, count: int, pro
                                         "monitor_every": 0, "checkpoint_every": max(1, iterations // 4)})
         run_dir = out / "ablations" / name.replace("=", "_")
         trainer, seconds, _ = meta_train(cfg, data, run_dir, progress)
-        teaching = trainer.teaching_set()
+        teaching, test = trainer.teaching_set().to(trainer.device), trainer.data
         accs = []
-        for module, _ in learners(cfg, data, count, "ablation"):
+        for module, _ in learners(cfg, data, count, "ablation", trainer.device):
             params = teaching.train(module)
-            accs.append(evaluate(module, params, data.test_x, data.test_y)[0])
+            accs.append(evaluate(module, params, test.test_x, test.test_y)[0])
         m, s = mean_std(accs)
         results[name] = {"test_accuracy_mean": m, "test_accuracy_std": s, "meta_seconds": seconds,
                          "iterations": iterations, "learners": count}
@@ -237,6 +240,9 @@ def main() -> None:
         return
 
     trainer, meta_seconds, rss = meta_train(config, data, run_dir, args.progress)
+    # fresh learners and real-data baselines train where the GTN was meta-trained (config.device)
+    device = trainer.device
+    data = data.to(device)
     teaching = trainer.teaching_set()
     t_steps, batch = teaching.steps, teaching.batch
     print(f"meta-training: {trainer.iteration} iterations, {meta_seconds / 60:.1f} min, peak RSS {rss:.0f} MiB",
@@ -244,9 +250,10 @@ def main() -> None:
     plot_meta_training(trainer.history, out / "meta_training.png")
     plot_schedule(teaching, out / "schedule.png")
     plot_curriculum(teaching, out / "curriculum.png")
+    teaching = teaching.to(device)
 
-    eval_learners = learners(config, data, args.learners, "eval")
-    tuning = learners(config, data, args.tuning_learners, "tune")
+    eval_learners = learners(config, data, args.learners, "eval", device)
+    tuning = learners(config, data, args.tuning_learners, "tune", device)
     points = sorted({1, 2, 4, 8, 16, t_steps} | set(range(t_steps // 8, t_steps + 1, max(1, t_steps // 8))))
     points = [p for p in points if 1 <= p <= t_steps]
     start = time.time()
