@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gtn_search.errors import ConfigError, StorageError
+from gtn_search.provenance import devices_of, mixed_devices_warning
 from gtn_search.storage import Study, TrialRecord
 
 
@@ -52,6 +53,10 @@ def summary_table(study: Study, top: int = 10) -> str:
         lines.append(f"last failures ({len(failed)} in all):")
         for t in failed[-3:]:
             lines.append(f"  trial {t.number}: {t.error}")
+    mixed = mixed_devices_warning(devices_of(t.metrics for t in study.trials("WHERE status IN ('ok', 'failed')")),
+                                  "this study's scores")
+    if mixed:
+        lines += ["", mixed]
     return "\n".join(lines)
 
 

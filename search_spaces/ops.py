@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gtn_search.registry import OPS
-from search_spaces.layout import cat_channels, channels_last, to_network_layout
+from search_spaces.layout import Conv2d, cat_channels, channels_last, to_network_layout
 
 
 class ReLUConvBN(nn.Sequential):
@@ -33,7 +33,7 @@ class ReLUConvBN(nn.Sequential):
     ) -> None:
         super().__init__(
             nn.ReLU(),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, dilation=dilation, bias=False),
+            Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, dilation=dilation, bias=False),
             nn.BatchNorm2d(c_out),
         )
 
@@ -81,8 +81,8 @@ class FactorizedReduce(nn.Module):
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
         self.relu = nn.ReLU()
-        self.conv_a = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_b = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
+        self.conv_a = Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_b = Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
         self.replicas = 1  # initialisations side by side as channel groups (search_spaces.replicas)
 

@@ -113,7 +113,8 @@ _Pending = list[tuple[nn.Module, int]]
 def _wide_conv(conv: nn.Conv2d, k: int, pending: _Pending) -> nn.Module:
     if conv.padding_mode != "zeros":
         raise NotStackable(f"convolution with padding_mode={conv.padding_mode!r}")
-    wide = nn.Conv2d(k * conv.in_channels, k * conv.out_channels, conv.kernel_size,  # type: ignore[arg-type]
+    cls = parametrize.type_before_parametrizations(conv)  # nn.Conv2d, or search_spaces.layout.Conv2d
+    wide = cls(k * conv.in_channels, k * conv.out_channels, conv.kernel_size,  # type: ignore[arg-type]
                      stride=conv.stride, padding=conv.padding, dilation=conv.dilation,  # type: ignore[arg-type]
                      groups=k * conv.groups, bias=conv.bias is not None)
     dim = _weight_norm_dim(conv)

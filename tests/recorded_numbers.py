@@ -17,25 +17,52 @@ import torch
 #: where the pinned values were recorded: torch's CPU capability and the CPU vendor
 RECORDED_ON = ("AVX2", "AuthenticAMD")
 
+#: AVX2 AMD models whose kernels sum some convolutions in another order than the recording CPU's
+#: (cpu family, model) -> {recorded bits: this model's bits}. The current code gives the recorded
+#: bits on the recording CPU (it is the same computation as the code of before), so on these models
+#: it pins what that computation gives there. Seen on an AMD EPYC of family 25 (Zen 3), model 1: the
+#: 4-channel NCHW cell networks' losses differ in the last digits (relative 1e-4); meta-training and
+#: NASWOT give the recorded bits.
+MODEL_BITS: dict[tuple[str, str], dict[str, str]] = {
+    ("25", "1"): {
+        "0x1.a5a370a3d70a4p+1": "0x1.a59a733333333p+1",  # GTN-evaluator validation loss
+        "0x1.d69d68f5c28f6p+0": "0x1.d69d6e147ae14p+0",  # real-data evaluator validation loss
+        "0x1.10e823d70a3d7p+1": "0x1.10e869999999ap+1",  # final training test loss
+    },
+}
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return fields
+
 
 def cpu_kind() -> tuple[str, str]:
     """(torch's CPU capability, the vendor id from /proc/cpuinfo or '')."""
-    vendor = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
-                vendor = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return torch.backends.cpu.get_cpu_capability(), vendor
+    return torch.backends.cpu.get_cpu_capability(), _cpuinfo().get("vendor_id", "")
+
+
+def cpu_model() -> tuple[str, str]:
+    """(cpu family, model) from /proc/cpuinfo ('' where unknown)."""
+    info = _cpuinfo()
+    return info.get("cpu family", ""), info.get("model", "")
 
 
 def assert_recorded(actual: list[float], recorded: list[str], rel: float = 2e-3, abs_: float = 0.021) -> None:
     """``actual`` equals the recorded ``float.hex`` values bit for bit on the recording CPU kind, and
     within ``rel`` (or ``abs_``, e.g. one or two images of a 100-image accuracy) elsewhere."""
     if cpu_kind() == RECORDED_ON:
-        assert [float(v).hex() for v in actual] == recorded
+        model_bits = MODEL_BITS.get(cpu_model(), {})
+        assert [float(v).hex() for v in actual] == [model_bits.get(h, h) for h in recorded]
         return
     expected = [float.fromhex(h) for h in recorded]
     close = [math.isclose(a, e, rel_tol=rel, abs_tol=abs_) for a, e in zip(actual, expected)]

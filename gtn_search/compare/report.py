@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gtn_search.configio import write_text_atomic
+from gtn_search.provenance import devices_text, mixed_devices_warning
 
 PLOTS = ("scatter.png", "correlation_vs_cost.png")
 
@@ -84,6 +85,16 @@ def _targets_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _devices_lines(results: dict[str, Any]) -> list[str]:
+    """Where the proxy scores were computed, with a warning when on more than one device."""
+    counts = results.get("proxy_devices")  # absent from results written before devices were recorded
+    if not counts:
+        return []
+    lines = [f"Proxy scores computed on: {devices_text(counts)}.", ""]
+    warning = mixed_devices_warning(counts, "the proxy scores")
+    return lines + ([f"**{warning}**", ""] if warning else [])
+
+
 def write_report(results: dict[str, Any], out: Path) -> Path:
     """Write ``report.md`` and the plots into ``out``; returns the report path."""
     plot_scatter(results, out / "scatter.png")
@@ -103,6 +114,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         f"{_f(min(accs) if accs else None)} .. {_f(max(accs) if accs else None)} (median "
         f"{_f(statistics.median(accs) if accs else None)}); {len(results['ground_truth']) - len(ok)} failed; "
         f"{results['ground_truth_seconds'] / 60:.1f} min of training."), "",
+        *_devices_lines(results),
         *_noise_ceiling_lines(results),
         "## Rank correlation with the ground truth", "",
         ("Spearman and Kendall with bootstrap 95% intervals; *top 50%* = the architectures in the top half by "

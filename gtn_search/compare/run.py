@@ -32,6 +32,7 @@ from gtn_search.data import load_dataset
 from gtn_search.errors import GTNSearchError, TrainingError
 from gtn_search.evaluators import Evaluator, make_evaluator
 from gtn_search.evaluators.base import EvalResult
+from gtn_search.provenance import devices_of
 from gtn_search.device import spreads_over_gpus, visible_gpus
 from gtn_search.final_train import TrainConfig, train_final
 from gtn_search.registry import EVALUATORS
@@ -458,6 +459,7 @@ class Comparison:
             "table": table, "speedup": self.speedups(table), "equal_budget": None,
             "equal_budget_pending": self.config.equal_budget is not None,
             "ground_truth_seconds": sum(t.get("seconds", 0.0) for t in truths),
+            "proxy_devices": dict(devices_of(r.get("metrics") for rows in proxies.values() for r in rows)),
         }
         write_tables(self.out, archs, truths, len(self.gt_keys), proxies)
         if self.config.equal_budget is not None:

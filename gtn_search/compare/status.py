@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from gtn_search.compare.analysis import NoiseCeiling, noise_ceiling
 from gtn_search.compare.report import ci_text, speedup_line
 from gtn_search.compare.run import Comparison, combine_replicates
+from gtn_search.provenance import devices_of, mixed_devices_warning
 from gtn_search.storage import Study
 
 
@@ -125,6 +126,8 @@ class Progress:
     training_pace: float | None = None
     workers: int = 1
     replicates: int = 1
+    #: one line when the stored proxy scores come from more than one device (:mod:`gtn_search.provenance`)
+    devices_warning: str | None = None
 
     def lines(self) -> list[str]:
         out = [f"comparison {self.out}: {self.architectures} architectures"]
@@ -136,6 +139,8 @@ class Progress:
             out.append(f"  noise ceiling so far ({nc.n} architectures with every replicate trained): seed-to-seed "
                        f"Spearman {nc.pairwise:.3f}{interval}")
         out += [f"  {c.line()}" for c in self.proxies]
+        if self.devices_warning:
+            out.append(f"  {self.devices_warning}")
         out += [f"  {speedup_line(s)} (all architectures)" for s in self.speedups]
         counts = self.ground_truth + self.proxies
         known = [c.seconds_left for c in counts if c.left and c.seconds_left is not None]
@@ -231,6 +236,8 @@ def comparison_progress(comparison: Comparison) -> Progress:
             if all(r is not None for r in rows):
                 count.correlation = comparison.correlation_row(setting, rows, truths)  # type: ignore[arg-type]
     progress = Progress(str(comparison.out), len(archs), ground_truth, proxies)
+    progress.devices_warning = mixed_devices_warning(
+        devices_of(r.get("metrics") for rows in proxy_rows.values() for r in rows if r is not None), "the proxy scores")
     table = [c.correlation for c in proxies]
     real = [r for r, (p, _) in zip(table, comparison.config.settings().values()) if p.curve_kind() == "real"]
     if real and all(r is not None for r in real):

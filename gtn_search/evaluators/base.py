@@ -41,6 +41,7 @@ from gtn_search.configio import parse_model
 from gtn_search.device import check_device, device_settings, oom_message, resolve_device
 from gtn_search.errors import GTNSearchError
 from gtn_search.paths import resolve_path_options
+from gtn_search.provenance import DEVICE_KEY, device_label
 from gtn_search.seeding import derive_seed
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
@@ -188,8 +189,13 @@ class Evaluator(ABC):
             with device_settings(self.device):
                 m = self._replicated(arch, blueprint, seed)
         except Exception as exc:  # noqa: BLE001  (bad configuration re-raised by _failure)
-            return _failure(exc, time.perf_counter() - start)
-        return _success(m, time.perf_counter() - start)
+            return self._recorded(_failure(exc, time.perf_counter() - start))
+        return self._recorded(_success(m, time.perf_counter() - start))
+
+    def _recorded(self, result: EvalResult) -> EvalResult:
+        """``result`` with the device it was computed on in its metrics (:mod:`gtn_search.provenance`)."""
+        result.metrics = {**result.metrics, DEVICE_KEY: device_label(self.device)}
+        return result
 
     def can_sweep(self) -> bool:
         """Whether :meth:`evaluate_sweep` trains once for all its step counts (else once per step count)."""
@@ -223,19 +229,19 @@ class Evaluator(ABC):
             with device_settings(self.device):
                 points = self._sweep(arch, blueprint, self.replicate_seeds(seed), wanted)
         except Exception as exc:  # noqa: BLE001  (failed before the first step count: all of them failed)
-            failure = _failure(exc, time.perf_counter() - start)
+            failure = self._recorded(_failure(exc, time.perf_counter() - start))
             return {s: failure for s in wanted}
         out = {}
         for point in points:
             if isinstance(point.outcome, BaseException):
-                out[point.steps] = _failure(point.outcome, point.seconds)
+                out[point.steps] = self._recorded(_failure(point.outcome, point.seconds))
                 continue
             try:
                 m = self._combine(point.outcome, self.replicate_seeds(seed), point.batched)
             except Exception as exc:  # noqa: BLE001
-                out[point.steps] = _failure(exc, point.seconds)
+                out[point.steps] = self._recorded(_failure(exc, point.seconds))
                 continue
-            out[point.steps] = _success(m, point.seconds)
+            out[point.steps] = self._recorded(_success(m, point.seconds))
         return out
 
     def _step_limit(self) -> int:
