@@ -35,6 +35,7 @@ from gtn_search.onnx_export import (
     require_export_packages,
 )
 from search_spaces.blueprint import blueprint_preset
+from search_spaces.layout import Conv2d as LayoutConv2d
 from search_spaces.network import build
 from search_spaces.presets import get_space
 from search_spaces.zoo import load_zoo_cell
@@ -73,7 +74,9 @@ def test_weight_norm_is_folded_on_a_copy_with_identical_outputs_and_the_aux_head
     model = prepare_for_export(net)
     assert not any(parametrize.is_parametrized(m) for m in model.modules())
     assert model.aux_head is None and not model.training
-    assert all(type(m) is torch.nn.Conv2d for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    # plain convolution classes again (search_spaces.layout.Conv2d is nn.Conv2d with a channels-last
+    # detour for strided 1x1 kernels; traced for export it is nn.Conv2d's own forward)
+    assert all(type(m) in (torch.nn.Conv2d, LayoutConv2d) for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     # the original is untouched: still weight-normed, in training mode, with its head
     assert net.training and net.aux_head is not None
     assert any(parametrize.is_parametrized(m) for m in net.modules())
