@@ -68,8 +68,9 @@ def cat_channels(tensors: list[torch.Tensor], replicas: int = 1) -> torch.Tensor
     return torch.cat(parts, dim=2).flatten(1, 2)
 
 
-#: whether torch.compile / torch.export is tracing (``torch.compiler.is_compiling`` is torch >= 2.3)
-_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+#: whether torch.compile / torch.export is tracing: graphs then take the plain paths
+#: (``torch.compiler.is_compiling`` is torch >= 2.3)
+is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
 
 class Conv2d(nn.Conv2d):
@@ -78,7 +79,7 @@ class Conv2d(nn.Conv2d):
     oneDNN's channels-last backward-weights kernel for strided 1x1 convolutions on AVX2
     (``jit_1x1:avx2``) computes wrong weight gradients for 4 input channels on some CPUs and can
     corrupt the heap (seen on an AMD EPYC of family 25 with torch 2.14.1: relative errors of 0.3-1.0
-    on 8-28 pixel maps, then "corrupted size vs. prev_size"; 8 and 16 channels, other kernel sizes
+    on 14- and 28-pixel maps, then "corrupted size vs. prev_size"; 8 and 16 channels, other kernel sizes
     and NCHW were right). A 1x1 convolution with stride s and no padding is the same map as a 1x1
     convolution with stride 1 of the input subsampled every s pixels, which takes other kernels;
     that is what this layer computes there (equal within float rounding, tested against NCHW in
@@ -88,7 +89,7 @@ class Conv2d(nn.Conv2d):
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if (self.kernel_size == (1, 1) and self.stride != (1, 1) and self.padding == (0, 0)
                 and self.padding_mode == "zeros" and _channels_last and input.device.type == "cpu"
-                and not _is_compiling()):
+                and not is_compiling()):
             sh, sw = self.stride  # type: ignore[misc]
             return F.conv2d(input[:, :, ::sh, ::sw], weight, bias, 1, 0, 1, self.groups)
         return super()._conv_forward(input, weight, bias)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gtn_search.registry import OPS
-from search_spaces.layout import Conv2d, cat_channels, channels_last, to_network_layout
+from search_spaces.layout import Conv2d, cat_channels, channels_last, is_compiling, to_network_layout
 
 
 class ReLUConvBN(nn.Sequential):
@@ -136,10 +136,6 @@ def pool_fold_factor(batch: int, channels: int, height: int, stride: int) -> int
     return fold
 
 
-#: whether torch.compile / torch.export is tracing (``torch.compiler.is_compiling`` is torch >= 2.3)
-_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
-
-
 def _stride(pool: nn.Module) -> int:
     stride = getattr(pool, "stride", 1)
     return stride if isinstance(stride, int) else (stride[0] if len(set(stride)) == 1 else 0)
@@ -178,7 +174,7 @@ def channels_last_pool(pool: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if channels_last():  # the whole network computes channels-last (search_spaces.layout): stay so
         x = to_network_layout(x)
         n, c, h, _ = x.shape
-        if not isinstance(n, int) or _is_compiling():  # traced (ONNX export): a batch-independent graph
+        if not isinstance(n, int) or is_compiling():  # traced (ONNX export): a batch-independent graph
             return pool(x)
         fold = pool_fold_factor(n, c, h, _stride(pool))
         return pool(x) if fold == 1 else _unfold_images(pool(_fold_images(x, fold)), fold, c)

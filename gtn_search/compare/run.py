@@ -32,9 +32,9 @@ from gtn_search.data import load_dataset
 from gtn_search.errors import GTNSearchError, TrainingError
 from gtn_search.evaluators import Evaluator, make_evaluator
 from gtn_search.evaluators.base import EvalResult
-from gtn_search.provenance import devices_of
 from gtn_search.device import spreads_over_gpus, visible_gpus
 from gtn_search.final_train import TrainConfig, train_final
+from gtn_search.provenance import devices_of
 from gtn_search.registry import EVALUATORS
 from gtn_search.runner import resolve_blueprint, run_search
 from gtn_search.search_config import Budget, PluginSpec, SearchConfig
