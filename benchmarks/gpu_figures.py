@@ -32,7 +32,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,12 +50,10 @@ from gtn_search.evaluators import make_evaluator  # noqa: E402
 from gtn_search.final_train import TrainConfig, train_final  # noqa: E402
 from gtn_search.gtn.config import load_config  # noqa: E402
 from gtn_search.gtn.meta_train import MetaTrainer  # noqa: E402
-from gtn_search.runner import run_search  # noqa: E402
-from gtn_search.search_config import SearchConfig  # noqa: E402
-from gtn_search.storage import Study  # noqa: E402
 from search_spaces.blueprint import blueprint_preset  # noqa: E402
 from search_spaces.network import build  # noqa: E402
 from search_spaces.presets import get_space  # noqa: E402
+from search_throughput import timed_search  # noqa: E402  (benchmarks/, the script's folder)
 
 GTN_OPTS = {"val_size": 1000}
 REAL_OPTS = {"dataset": "mnist", "steps": 64, "batch_size": 32, "lr": 0.05, "val_size": 1000}
@@ -197,25 +194,13 @@ def throughput(data_root: str | None, trials: int, workers: list[int], gpu: torc
     """The same seeded random search with several local workers sharing the GPU."""
     out = {}
     for n in workers:
-        with tempfile.TemporaryDirectory() as tmp:
-            config = SearchConfig.model_validate({
-                "study": str(Path(tmp) / "study.db"), "space": "gtn-nas", "blueprint": "mnist-tiny",
-                "strategy": "random", "evaluator": {"name": "gtn", "options": {
-                    "teaching_set": str(shipped_teaching_set()), **GTN_OPTS}},
-                "budget": {"trials": trials}, "seed": 0, "data_root": data_root, "workers": n,
-                "threads_per_worker": 1, "device": str(gpu)})
-            start = time.perf_counter()
-            summary = run_search(config, progress=False)
-            seconds = time.perf_counter() - start
-            study = Study(config.study)
-            done = study.trials()
-            study.close()
-        finished = sorted(t.finished_at for t in done if t.finished_at is not None)
-        steady = (len(finished) - n) / (finished[-1] - finished[n - 1]) * 3600 if len(finished) > n + 1 else None
-        out[str(n)] = {"trials": summary.evaluated, "seconds": seconds,
-                       "trials_per_hour_end_to_end": summary.evaluated / seconds * 3600,
+        run = timed_search({"workers": n, "threads_per_worker": 1, "device": str(gpu)}, trials,
+                           str(shipped_teaching_set()), data_root)
+        steady = run["steady_trials"] / run["steady_seconds"] * 3600 if run["steady_seconds"] > 0 else None
+        out[str(n)] = {"trials": run["trials"], "seconds": run["seconds"],
+                       "trials_per_hour_end_to_end": run["trials"] / run["seconds"] * 3600,
                        "trials_per_hour_steady": steady,
-                       "median_trial_seconds": statistics.median(t.wall_seconds for t in done if t.wall_seconds)}
+                       "median_trial_seconds": statistics.median(run["trial_seconds"])}
         print(f"throughput, {n} worker(s) on one GPU: {out[str(n)]['trials_per_hour_end_to_end']:.0f} trials/h "
               f"end to end, {steady or float('nan'):.0f} steady", flush=True)
     return out

@@ -87,9 +87,15 @@ def machine_ceiling() -> dict[str, float]:
 
 def _run(key: str, trials: int, teaching: str, data_root: str | None) -> dict:
     """One search of ``trials`` trials in configuration ``key``, in a fresh study."""
+    return timed_search(RUNS[key][1], trials, teaching, data_root)
+
+
+def timed_search(extra: dict, trials: int, teaching: str, data_root: str | None) -> dict:
+    """One seeded random search (GTN evaluator, ``mnist-tiny``) of ``trials`` trials with the search
+    settings ``extra`` (workers, executor, device, ...), in a fresh study: its seconds, end to end and
+    in the steady state, and every trial's seconds and score."""
     from gtn_search.storage import Study
 
-    _, extra = RUNS[key]
     with tempfile.TemporaryDirectory() as tmp:
         config = SearchConfig.model_validate({
             "study": str(Path(tmp) / "study.db"), "space": "gtn-nas", "blueprint": "mnist-tiny",
