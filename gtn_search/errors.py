@@ -43,6 +43,10 @@ class NotResumableError(ConfigError):
     """A strategy cannot reproduce its candidates, so a study made with it could not be resumed."""
 
 
+class EnvironmentSettingError(GTNSearchError):
+    """An environment variable read by gtn-search holds a value it cannot use."""
+
+
 class DatasetError(GTNSearchError):
     """A dataset is missing, cannot be downloaded, or has an unexpected layout."""
 

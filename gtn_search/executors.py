@@ -5,6 +5,8 @@ trials from ``wait()``; the runner never knows which one it talks to. Worker pro
 torch thread each by default (``threads_per_worker``). A worker process that dies takes only its
 trial down: the trial is reported failed with the reason and the pool is rebuilt. Local workers die
 with the process that started them, even when it is killed with SIGKILL (see :func:`local_pool`).
+Local workers are forked from a fork server that imported torch and gtn-search once, so a pool (also
+one rebuilt after a worker died) starts in a fraction of a second (:func:`worker_context`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gtn_search.device import init_gpu_worker, spreads_over_gpus, visible_gpus
+from gtn_search.errors import ConfigError, EnvironmentSettingError
 from gtn_search.evaluators.base import EvalResult, Evaluator
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
@@ -84,41 +87,89 @@ _PR_SET_PDEATHSIG = 1
 PARENT_POLL_SECONDS = 0.5
 
 
-def _watch_parent(parent: int) -> None:
-    """Kill this process as soon as it is no longer the child of ``parent`` (re-parented: it died)."""
-    while os.getppid() == parent:
+#: What a forked worker needs imported; the fork server imports it once, so a worker starts in a
+#: fraction of a second instead of the seconds that importing torch and torchvision take.
+WORKER_PRELOAD = ("gtn_search.evaluators", "gtn_search.final_train", "gtn_search.compare.run")
+
+
+#: Environment variable choosing how local workers start ('forkserver', the default, or 'spawn').
+ENV_START_METHOD = "GTN_SEARCH_START_METHOD"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else (the pid was reused)
+        return False
+    return True
+
+
+def _watch_parent(parent: int, direct_parent: int) -> None:
+    """Kill this process as soon as ``parent`` (the process that asked for it) has died, or this
+    process was re-parented (the process that forked it died)."""
+    while os.getppid() == direct_parent and _alive(parent):
         time.sleep(PARENT_POLL_SECONDS)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _init_worker(parent: int, started_by_main_thread: bool, threads: int, counter: Any, gpus: Sequence[str]) -> None:
+def _init_worker(parent: int, started_by_main_thread: bool, threads: int, counter: Any, gpus: Sequence[str],
+                 environ: dict[str, str] | None = None) -> None:
     """Initializer of every local worker process: die with the parent, run ``threads`` torch threads,
     take the next GPU of ``gpus`` round-robin (:func:`~gtn_search.device.init_gpu_worker`).
 
-    On Linux the kernel sends SIGKILL the moment the parent dies (``PR_SET_PDEATHSIG``; it fires
-    when the *thread* that started the worker exits, so it is used only for workers started by the
-    main thread); everywhere, a daemon thread polls the parent pid as a fallback.
+    On Linux the kernel sends SIGKILL the moment the process that started the worker dies
+    (``PR_SET_PDEATHSIG``; it fires when the *thread* that started the worker exits: a forked worker's
+    starter is the fork server's main thread, which exits when ``parent`` dies; a spawned worker's is
+    ``parent``'s thread that made the pool, so it is used only when that was the main thread);
+    everywhere, a daemon thread polls ``parent`` as a fallback. ``environ`` (a forked worker's) is the
+    parent's environment now, which replaces the one the fork server was started with.
     """
-    if started_by_main_thread and sys.platform.startswith("linux"):
+    if environ is not None:
+        os.environ.clear()
+        os.environ.update(environ)
+    forked = environ is not None
+    if (forked or started_by_main_thread) and sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before the watch was set up
+    direct_parent = os.getppid()
+    if (not forked and direct_parent != parent) or not _alive(parent):  # died before the watch was set up
         os.kill(os.getpid(), signal.SIGKILL)
-    threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent", daemon=True).start()
+    threading.Thread(target=_watch_parent, args=(parent, direct_parent), name="watch-parent", daemon=True).start()
     _set_threads(threads)
     if gpus:
         init_gpu_worker(counter, gpus)
 
 
+def worker_context() -> multiprocessing.context.BaseContext:
+    """How local workers start: forked from a fork server that has imported :data:`WORKER_PRELOAD`
+    (POSIX), else spawned. ``GTN_SEARCH_START_METHOD=spawn`` forces spawning."""
+    method = os.environ.get(ENV_START_METHOD, "").strip()
+    if method not in ("", "forkserver", "spawn"):
+        raise EnvironmentSettingError(f"{ENV_START_METHOD}={method!r} is not a way to start workers: unset it, "
+                                      f"or set it to 'forkserver' or 'spawn'")
+    if method in ("", "forkserver") and "forkserver" not in multiprocessing.get_all_start_methods():
+        method = "spawn"
+    method = method or "forkserver"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(list(WORKER_PRELOAD))  # no effect once the server runs
+    return context
+
+
 def local_pool(workers: int, threads: int, gpus: Sequence[str] = (), counter: Any = None) -> cf.ProcessPoolExecutor:
-    """A pool of ``workers`` spawned processes running ``threads`` torch threads each, which die with
-    this process (SIGKILL included); use it from the thread that created it. With ``gpus``, each
-    worker takes the next one (``counter``, a shared ``Value('i')``, keeps counting across rebuilt pools)."""
+    """A pool of ``workers`` local processes (:func:`worker_context`) running ``threads`` torch threads
+    each, which die with this process (SIGKILL included); use it from the thread that created it.
+    With ``gpus``, each worker takes the next one (``counter``, a shared ``Value('i')`` of
+    :func:`worker_context`, keeps counting across rebuilt pools)."""
     started_by_main_thread = threading.current_thread() is threading.main_thread()
-    context = multiprocessing.get_context("spawn")
+    context = worker_context()
     if gpus and counter is None:
         counter = context.Value("i", 0)
+    environ = dict(os.environ) if context.get_start_method() == "forkserver" else None
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                                  initargs=(os.getpid(), started_by_main_thread, threads, counter, list(gpus)))
+                                  initargs=(os.getpid(), started_by_main_thread, threads, counter, list(gpus),
+                                            environ))
 
 
 def kill_workers(pool: cf.ProcessPoolExecutor) -> None:
@@ -193,7 +244,7 @@ class InlineExecutor(Executor):
 
 
 class ProcessExecutor(Executor):
-    """A pool of local worker processes (spawned, one torch thread each by default).
+    """A pool of local worker processes (:func:`worker_context`; one torch thread each by default).
 
     With ``trial_timeout`` a trial still running after that many seconds is recorded as failed
     ("timed out"); its worker is killed, the pool rebuilt and the other in-flight trials are
@@ -208,7 +259,7 @@ class ProcessExecutor(Executor):
         self.threads = threads_per_worker or 1
         self.trial_timeout = trial_timeout
         self.gpus = list(gpus)  # round-robin over the workers (CUDA_VISIBLE_DEVICES), shared when fewer
-        self._worker_counter = multiprocessing.get_context("spawn").Value("i", 0)
+        self._worker_counter = worker_context().Value("i", 0)
         self._futures: dict[cf.Future, tuple[int, tuple[Any, ...], float]] = {}
         self._reported: list[Finished] = []  # outcomes found outside wait(), handed out by the next wait()
         self._pool = self._new_pool()
@@ -308,8 +359,6 @@ class DaskExecutor(Executor):
         try:
             from distributed import Client, LocalCluster
         except ImportError:
-            from gtn_search.errors import ConfigError
-
             raise ConfigError("executor 'dask' needs dask.distributed: pip install 'gtn-search[distributed]'") from None
         self.threads = threads_per_worker or 1
         self._cluster = None
@@ -317,8 +366,6 @@ class DaskExecutor(Executor):
             try:
                 self._client = Client(scheduler, timeout="20s")
             except (OSError, TimeoutError) as exc:
-                from gtn_search.errors import ConfigError
-
                 raise ConfigError(f"cannot reach Dask scheduler {scheduler}: {exc}") from None
             self.capacity = max(workers, 1)
         else:
@@ -384,8 +431,6 @@ def make_executor(kind: str, workers: int, scheduler: str | None, threads_per_wo
         threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
     if kind == "dask":
         if trial_timeout is not None:
-            from gtn_search.errors import ConfigError
-
             raise ConfigError("trial_timeout works with local workers only; with executor 'dask' leave it out "
                               "(a Dask task cannot be killed from the client)")
         return DaskExecutor(workers, scheduler, threads_per_worker)

@@ -263,7 +263,7 @@ def test_killing_a_parallel_search_leaves_no_process_behind(tmp_path, tiny_teach
     cfg = config(tmp_path / "s", tiny_teaching_set, mnist_root, workers=2, strategy="random", budget={"trials": 10})
     path = _write_config(tmp_path / "s.yaml", cfg)
     proc = _start_search_and_wait(cfg, path, finished=2, processes=3, log=tmp_path / "stderr.txt")
-    below = _descendants(proc.pid)  # 2 workers and the resource tracker
+    below = _descendants(proc.pid)  # 2 workers, the fork server and the resource tracker
     proc.send_signal(sig)
     proc.wait(timeout=60)
     deadline = time.time() + 30  # generous: a killed process exits slowly on a loaded, memory-tight machine
