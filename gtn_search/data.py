@@ -15,20 +15,21 @@ Every user-caused failure (missing, undownloadable or corrupt data, bad options)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
-from torchvision import datasets as tvd
-from torchvision import transforms
-from torchvision.datasets.utils import check_integrity
 
 from gtn_search.errors import ConfigError, DatasetError, unknown_name
+
+if TYPE_CHECKING:
+    from torchvision import datasets as tvd
 
 DATASETS: tuple[str, ...] = (
     "mnist",
@@ -100,7 +101,6 @@ class _Builtin:
     """How a torchvision dataset is opened, and the files it needs relative to the data root."""
 
     tv_class: type
-    default_val_size: int
     archives: tuple[tuple[str, str], ...]  # (path, md5) of the archives torchvision extracts
     extracted: tuple[str, ...]  # the files torchvision reads once everything is extracted
     classes: tuple[str, ...] | None = None  # fixed class names; None: take torchvision's
@@ -121,7 +121,6 @@ def _mnist_like(cls: type, classes: tuple[str, ...] | None = None) -> _Builtin:
     raw = f"{cls.__name__}/raw"
     return _Builtin(
         cls,
-        10_000,
         tuple((f"{raw}/{file}", md5) for file, md5 in cls.resources),
         tuple(f"{raw}/{file.removesuffix('.gz')}" for file, _ in cls.resources),
         classes,
@@ -132,22 +131,41 @@ def _cifar(cls: type) -> _Builtin:
     files = [file for file, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
     return _Builtin(
         cls,
-        5_000,
         ((cls.filename, cls.tgz_md5),),
         tuple(f"{cls.base_folder}/{file}" for file in files),
     )
 
 
-_BUILTINS: dict[str, _Builtin] = {
-    "mnist": _mnist_like(tvd.MNIST, _DIGITS),
-    "fashion_mnist": _mnist_like(tvd.FashionMNIST),
-    "kmnist": _mnist_like(tvd.KMNIST),
-    "cifar10": _cifar(tvd.CIFAR10),
-    "cifar100": _cifar(tvd.CIFAR100),
-    "svhn": _Builtin(
-        tvd.SVHN, 5_000, (), tuple(tvd.SVHN.split_list[s][1] for s in ("train", "test")), _DIGITS
-    ),
-}
+#: The torchvision built-ins and their default validation sizes (the rest of a spec, :func:`_builtin`,
+#: needs torchvision).
+_BUILTIN_VAL_SIZES: dict[str, int] = {"mnist": 10_000, "fashion_mnist": 10_000, "kmnist": 10_000, "cifar10": 5_000,
+                                      "cifar100": 5_000, "svhn": 5_000}
+
+
+def _torchvision_datasets() -> Any:
+    """``torchvision.datasets``, imported on first use: importing torchvision takes seconds (it
+    imports torch's compiler), which processes that read no dataset should not pay."""
+    from torchvision import datasets
+
+    return datasets
+
+
+@functools.cache
+def _builtin(name: str) -> _Builtin:
+    """The spec of the torchvision built-in ``name`` (a key of :data:`_BUILTIN_VAL_SIZES`)."""
+    tvd = _torchvision_datasets()
+    specs = {
+        "mnist": lambda: _mnist_like(tvd.MNIST, _DIGITS),
+        "fashion_mnist": lambda: _mnist_like(tvd.FashionMNIST),
+        "kmnist": lambda: _mnist_like(tvd.KMNIST),
+        "cifar10": lambda: _cifar(tvd.CIFAR10),
+        "cifar100": lambda: _cifar(tvd.CIFAR100),
+        "svhn": lambda: _Builtin(
+            tvd.SVHN, (), tuple(tvd.SVHN.split_list[s][1] for s in ("train", "test")), _DIGITS
+        ),
+    }
+    return specs[name]()
+
 
 _CACHE: dict[tuple[Any, ...], DatasetTensors] = {}
 
@@ -252,7 +270,7 @@ def _assemble(
 ) -> DatasetTensors:
     """Split, compute training statistics, apply ``limit`` and normalise."""
     n = raw.train_x.shape[0]
-    default_val = _BUILTINS[name].default_val_size if name in _BUILTINS else max(1, n // 10)
+    default_val = _BUILTIN_VAL_SIZES.get(name, max(1, n // 10))
     held_out = raw.test_x is None
     n_test = default_val if held_out else 0
     n_val = default_val if val_size is None else val_size
@@ -319,7 +337,7 @@ def _normalise(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> 
 
 def _read_builtin(name: str, root: Path, download: bool) -> _Raw:
     """Read train and test arrays of a torchvision dataset; every failure is a DatasetError."""
-    spec = _BUILTINS[name]
+    spec = _builtin(name)
     source = _source_root(name, spec, root)
     # Verified local archives need only extraction, which torchvision does in its download step.
     may_fetch = download or _archives_present(spec, source)
@@ -335,6 +353,7 @@ def _read_builtin(name: str, root: Path, download: bool) -> _Raw:
 
 
 def _open_split(spec: _Builtin, root: Path, *, train: bool, download: bool) -> Any:
+    tvd = _torchvision_datasets()
     if spec.tv_class is tvd.SVHN:
         return tvd.SVHN(str(root), split="train" if train else "test", download=download)
     return spec.tv_class(str(root), train=train, download=download)
@@ -342,6 +361,7 @@ def _open_split(spec: _Builtin, root: Path, *, train: bool, download: bool) -> A
 
 def _arrays(ds: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 NCHW images and int64 labels straight from a dataset's arrays (no PIL round trip)."""
+    tvd = _torchvision_datasets()
     if isinstance(ds, tvd.SVHN):  # .data is already [N, 3, 32, 32]
         x, y = torch.from_numpy(ds.data), torch.from_numpy(ds.labels)
     elif isinstance(ds, tvd.CIFAR10):  # CIFAR100 too; .data is [N, 32, 32, 3]
@@ -365,7 +385,7 @@ def _source_root(name: str, spec: _Builtin, root: Path) -> Path:
         return root
     for path, md5 in spec.archives:
         archive = root / path
-        if archive.is_file() and not check_integrity(str(archive), md5):
+        if archive.is_file() and not _torchvision_datasets().utils.check_integrity(str(archive), md5):
             raise DatasetError(
                 f"dataset '{name}': archive {archive} is corrupt (MD5 is not {md5}); replace it "
                 f"with the official file, or delete it and allow download"
@@ -459,6 +479,8 @@ def _read_imagefolder(root: Path, image_size: int | None, channels: int) -> _Raw
         )
     train = _image_folder(train_dir)
     size = image_size or _first_image_size(train)
+    from torchvision import transforms
+
     to_tensor = transforms.Compose([transforms.Resize((size, size)), transforms.PILToTensor()])
     mode = "L" if channels == 1 else "RGB"
     train_x, train_y = _read_images(train, lambda img: to_tensor(img.convert(mode)))
@@ -476,7 +498,7 @@ def _read_imagefolder(root: Path, image_size: int | None, channels: int) -> _Raw
 
 def _image_folder(folder: Path) -> tvd.ImageFolder:
     try:
-        return tvd.ImageFolder(str(folder))
+        return _torchvision_datasets().ImageFolder(str(folder))
     except OSError as exc:  # FileNotFoundError when there are no class folders or images
         raise DatasetError(
             f"imagefolder: {folder} has no usable images ({exc}); expected "

@@ -89,7 +89,7 @@ PARENT_POLL_SECONDS = 0.5
 
 #: What a forked worker needs imported; the fork server imports it once, so a worker starts in a
 #: fraction of a second instead of the seconds that importing torch and torchvision take.
-WORKER_PRELOAD = ("gtn_search.evaluators", "gtn_search.final_train", "gtn_search.compare.run")
+WORKER_PRELOAD = ("torchvision.datasets", "gtn_search.evaluators", "gtn_search.final_train", "gtn_search.compare.run")
 
 
 #: Environment variable choosing how local workers start ('forkserver', the default, or 'spawn').

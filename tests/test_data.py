@@ -311,3 +311,18 @@ def test_dataset_names() -> None:
     assert DATASETS == (
         "mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "svhn", "imagefolder"
     )
+
+
+def test_torchvision_is_imported_only_to_read_a_dataset() -> None:
+    """Importing torchvision imports torch's compiler (seconds); a process that reads no dataset (a
+    search with the synthetic evaluator, ``show``, ``export``, ``compare --status``) does not pay it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, gtn_search.runner, gtn_search.cli.search, gtn_search.compare.run, gtn_search.final_train, "
+            "gtn_search.evaluators, gtn_search.data\n"
+            "print('torchvision' in sys.modules)\n"
+            "gtn_search.data._builtin('fashion_mnist')\n"
+            "print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
