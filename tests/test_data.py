@@ -315,7 +315,7 @@ def test_dataset_names() -> None:
 
 def test_torchvision_is_imported_only_to_read_a_dataset() -> None:
     """Importing torchvision imports torch's compiler (seconds); a process that reads no dataset (a
-    search with the synthetic evaluator, ``show``, ``export``, ``compare --status``) does not pay it."""
+    search with the synthetic evaluator, ``show``, ``export``) does not pay it."""
     import subprocess
     import sys
 
