@@ -157,6 +157,20 @@ def worker_context() -> multiprocessing.context.BaseContext:
     return context
 
 
+def start_worker_server() -> None:
+    """Start the fork server now, when local workers will be forked from it, so that its imports run
+    beside this process's own set-up (reading the dataset) instead of delaying the first pool."""
+    if worker_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def uses_local_workers(kind: str, workers: int, trial_timeout: float | None = None) -> bool:
+    """Whether :func:`make_executor` makes a pool of local worker processes for these settings."""
+    return kind != "dask" and (workers > 1 or trial_timeout is not None)
+
+
 def local_pool(workers: int, threads: int, gpus: Sequence[str] = (), counter: Any = None) -> cf.ProcessPoolExecutor:
     """A pool of ``workers`` local processes (:func:`worker_context`) running ``threads`` torch threads
     each, which die with this process (SIGKILL included); use it from the thread that created it.
@@ -182,8 +196,12 @@ def kill_workers(pool: cf.ProcessPoolExecutor) -> None:
 
 
 def _warm_up(threads: int) -> None:
-    """Import what trials need in a fresh worker (its start-up is then not part of a trial's time)."""
-    import gtn_search.evaluators  # noqa: F401
+    """Import what trials need in a fresh worker (its start-up is then not part of a trial's time;
+    a forked worker has it already)."""
+    import importlib
+
+    for name in WORKER_PRELOAD:
+        importlib.import_module(name)
 
     _set_threads(threads)
     time.sleep(0.2)  # hold this worker so that the next warm-up task starts another one
@@ -434,7 +452,7 @@ def make_executor(kind: str, workers: int, scheduler: str | None, threads_per_wo
             raise ConfigError("trial_timeout works with local workers only; with executor 'dask' leave it out "
                               "(a Dask task cannot be killed from the client)")
         return DaskExecutor(workers, scheduler, threads_per_worker)
-    if workers == 1 and trial_timeout is None:
+    if not uses_local_workers(kind, workers, trial_timeout):
         return InlineExecutor(threads_per_worker)
     gpus = visible_gpus() if spreads_over_gpus(device) else []
     return ProcessExecutor(workers, threads_per_worker, trial_timeout, gpus)

@@ -31,7 +31,7 @@ from typing import Any
 from gtn_search.errors import ConfigError, StorageError
 from gtn_search.evaluators import make_evaluator
 from gtn_search.evaluators.base import EvalResult
-from gtn_search.executors import Executor, make_executor
+from gtn_search.executors import Executor, make_executor, start_worker_server, uses_local_workers
 from gtn_search.measured_evaluator import MeasuringEvaluator
 from gtn_search.objectives import ObjectiveSet, measurement_blueprint, static_measures
 from gtn_search.search_config import SearchConfig, check_budget
@@ -239,6 +239,8 @@ class SearchRunner:
     def _run(self) -> SearchSummary:
         from tqdm import tqdm
 
+        if uses_local_workers(self.config.executor, self.config.workers, self.config.trial_timeout):
+            start_worker_server()  # its imports run while this process reads the data
         self.evaluator.setup()
         study, resumed = self._open_study()
         if self.on_open is not None:

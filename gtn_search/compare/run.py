@@ -69,6 +69,10 @@ class Comparison:
         self.blueprint = resolve_blueprint(config.blueprint)
         gt = config.ground_truth
         self.gt_blueprint: Blueprint = resolve_blueprint(gt.blueprint) if gt.blueprint is not None else self.blueprint
+        if config.workers > 1 and not read_only:
+            from gtn_search.executors import start_worker_server
+
+            start_worker_server()  # its imports run while this process reads the data
         self.data = load_dataset(config.dataset, config.data_root, limit=config.limit)
         #: the store key of each ground-truth replicate (replicate 0's is the key of a single-seed run)
         self.gt_keys = [digest({"dataset": self.data.name, "limit": config.limit,
