@@ -39,8 +39,29 @@ def hermetic_environment(tmp_path_factory: pytest.TempPathFactory):  # type: ign
         env.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
         env.delenv(ENV_DATA_ROOT, raising=False)
         env.setenv(ENV_OFFLINE, "1")
+        share = _threads_per_test_process()
+        if share is not None:  # commands started as subprocesses share the cores the same way
+            env.setenv("OMP_NUM_THREADS", str(share))
         clear_cache()
         yield
+
+
+def _threads_per_test_process() -> int | None:
+    """The cores each of pytest-xdist's parallel workers may use (None: not a parallel run)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers <= 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests compute with one torch thread, as they always have (the figures pinned in
+    ``tests/recorded_numbers.py`` were recorded so); the suite runs tests in parallel processes
+    instead (pytest-xdist, ``-n`` in ``addopts``): on the small networks of tests, a second core
+    gains far more as a second process than as a second thread."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,6 @@ from search_spaces.layout import use_channels_last
 from search_spaces.presets import get_space
 from tests.recorded_numbers import assert_recorded
 
-torch.set_num_threads(1)
 
 TINY = {"generator": {"noise_dim": 8, "hidden": 32, "channels": 8}, "inner_steps": 4, "inner_batch": 20,
         "learner": {"kind": "conv", "channels": [4, 8], "hidden": 16}, "meta_iterations": 3, "meta_batch": 32,

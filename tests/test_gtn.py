@@ -17,7 +17,6 @@ from gtn_search.gtn.meta_train import MetaTrainer, read_checkpoint
 from gtn_search.gtn.teaching_set import TeachingSet
 from gtn_search.gtn.unroll import evaluate, unroll
 
-torch.set_num_threads(1)
 
 TINY = {
     "generator": {"noise_dim": 8, "hidden": 32, "channels": 8},

@@ -51,3 +51,15 @@ def test_a_cli_subprocess_inherits_offline_mode(tmp_path: Path) -> None:
               "load_dataset('fashion_mnist')\n")
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert res.returncode != 0 and f"${ENV_OFFLINE} is set" in res.stderr
+
+
+def test_tests_compute_with_one_thread_and_parallel_test_processes_share_the_cores() -> None:
+    import torch
+
+    assert torch.get_num_threads() == 1  # tests/conftest.py, whatever OMP_NUM_THREADS said
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:  # the commands tests start as subprocesses get their share of the cores
+        assert os.environ["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // workers))
+        probe = "import torch; print(torch.get_num_threads())"
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+        assert int(out) == max(1, (os.cpu_count() or 1) // workers)

@@ -19,7 +19,6 @@ from search_spaces import ops
 from search_spaces.layout import cat_channels, use_channels_last
 from search_spaces.presets import get_space
 
-torch.set_num_threads(1)
 SHAPES = [(1, 28, 28), (3, 32, 32)]
 
 

@@ -40,7 +40,6 @@ from search_spaces.network import build
 from search_spaces.presets import get_space
 from search_spaces.zoo import load_zoo_cell
 
-torch.set_num_threads(1)
 
 QUICKSTART_BEST = Path(__file__).resolve().parents[1] / "benchmarks" / "configs" / "quickstart_best_c6bf81c5ab81.yaml"
 TINY = blueprint_preset("mnist-tiny")
