@@ -154,17 +154,19 @@ def _torchvision_datasets() -> Any:
 def _builtin(name: str) -> _Builtin:
     """The spec of the torchvision built-in ``name`` (a key of :data:`_BUILTIN_VAL_SIZES`)."""
     tvd = _torchvision_datasets()
-    specs = {
-        "mnist": lambda: _mnist_like(tvd.MNIST, _DIGITS),
-        "fashion_mnist": lambda: _mnist_like(tvd.FashionMNIST),
-        "kmnist": lambda: _mnist_like(tvd.KMNIST),
-        "cifar10": lambda: _cifar(tvd.CIFAR10),
-        "cifar100": lambda: _cifar(tvd.CIFAR100),
-        "svhn": lambda: _Builtin(
-            tvd.SVHN, (), tuple(tvd.SVHN.split_list[s][1] for s in ("train", "test")), _DIGITS
-        ),
-    }
-    return specs[name]()
+    if name == "mnist":
+        return _mnist_like(tvd.MNIST, _DIGITS)
+    if name == "fashion_mnist":
+        return _mnist_like(tvd.FashionMNIST)
+    if name == "kmnist":
+        return _mnist_like(tvd.KMNIST)
+    if name == "cifar10":
+        return _cifar(tvd.CIFAR10)
+    if name == "cifar100":
+        return _cifar(tvd.CIFAR100)
+    if name == "svhn":
+        return _Builtin(tvd.SVHN, (), tuple(tvd.SVHN.split_list[s][1] for s in ("train", "test")), _DIGITS)
+    raise KeyError(name)
 
 
 _CACHE: dict[tuple[Any, ...], DatasetTensors] = {}
