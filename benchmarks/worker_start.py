@@ -3,8 +3,9 @@
     python benchmarks/worker_start.py --workers 2 --rounds 3 --data-root ../shared/data --out benchmarks/results/worker_start.json
 
 A pool is ready when every worker has imported what a trial needs (``gtn_search.executors._warm_up``
-imports ``WORKER_PRELOAD``: torchvision's datasets, the evaluators, final training, the comparison's
-jobs; the work a first trial would otherwise do before it trains), then holds its worker for
+imports ``TRIAL_PRELOAD``: torchvision's datasets and the evaluators, the work a first trial would
+otherwise do before it trains; the saved figures were measured when it also imported final training
+and the comparison's jobs, now ``COMPARISON_PRELOAD``), then holds its worker for
 0.2 s so that each task lands on another worker: a floor of 0.2 s in every figure. Timed per round and
 start method, side by side in interleaved rounds (this VM's speed drifts by 20% within minutes):
 

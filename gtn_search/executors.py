@@ -87,9 +87,12 @@ _PR_SET_PDEATHSIG = 1
 PARENT_POLL_SECONDS = 0.5
 
 
-#: What a forked worker needs imported; the fork server imports it once, so a worker starts in a
-#: fraction of a second instead of the seconds that importing torch and torchvision take.
-WORKER_PRELOAD = ("torchvision.datasets", "gtn_search.evaluators", "gtn_search.final_train", "gtn_search.compare.run")
+#: What a forked worker of a search needs imported; the fork server imports it once, so a worker
+#: starts in a fraction of a second instead of the seconds that importing torch and torchvision take.
+TRIAL_PRELOAD = ("torchvision.datasets", "gtn_search.evaluators")
+#: The same for a comparison's workers, which also run final trainings (its ground truth) and its
+#: jobs (about 1.3 s more to import, which a search's workers need not pay).
+COMPARISON_PRELOAD = (*TRIAL_PRELOAD, "gtn_search.final_train", "gtn_search.compare.run")
 
 
 #: Environment variable choosing how local workers start ('forkserver', the default, or 'spawn').
@@ -141,9 +144,11 @@ def _init_worker(parent: int, started_by_main_thread: bool, threads: int, counte
         init_gpu_worker(counter, gpus)
 
 
-def worker_context() -> multiprocessing.context.BaseContext:
-    """How local workers start: forked from a fork server that has imported :data:`WORKER_PRELOAD`
-    (POSIX), else spawned. ``GTN_SEARCH_START_METHOD=spawn`` forces spawning."""
+def worker_context(preload: Sequence[str] = TRIAL_PRELOAD) -> multiprocessing.context.BaseContext:
+    """How local workers start: forked from a fork server that has imported ``preload`` (POSIX),
+    else spawned. ``GTN_SEARCH_START_METHOD=spawn`` forces spawning. A process has one fork server:
+    the preload of the first pool (or :func:`start_worker_server`) holds for all its pools; a module
+    it lacks is imported by each worker that needs it."""
     method = os.environ.get(ENV_START_METHOD, "").strip()
     if method not in ("", "forkserver", "spawn"):
         raise EnvironmentSettingError(f"{ENV_START_METHOD}={method!r} is not a way to start workers: unset it, "
@@ -153,14 +158,14 @@ def worker_context() -> multiprocessing.context.BaseContext:
     method = method or "forkserver"
     context = multiprocessing.get_context(method)
     if method == "forkserver":
-        context.set_forkserver_preload(list(WORKER_PRELOAD))  # no effect once the server runs
+        context.set_forkserver_preload(list(preload))  # no effect once the server runs
     return context
 
 
-def start_worker_server() -> None:
+def start_worker_server(preload: Sequence[str] = TRIAL_PRELOAD) -> None:
     """Start the fork server now, when local workers will be forked from it, so that its imports run
     beside this process's own set-up (reading the dataset) instead of delaying the first pool."""
-    if worker_context().get_start_method() == "forkserver":
+    if worker_context(preload).get_start_method() == "forkserver":
         from multiprocessing import forkserver
 
         forkserver.ensure_running()
@@ -171,13 +176,14 @@ def uses_local_workers(kind: str, workers: int, trial_timeout: float | None = No
     return kind != "dask" and (workers > 1 or trial_timeout is not None)
 
 
-def local_pool(workers: int, threads: int, gpus: Sequence[str] = (), counter: Any = None) -> cf.ProcessPoolExecutor:
-    """A pool of ``workers`` local processes (:func:`worker_context`) running ``threads`` torch threads
-    each, which die with this process (SIGKILL included); use it from the thread that created it.
-    With ``gpus``, each worker takes the next one (``counter``, a shared ``Value('i')`` of
+def local_pool(workers: int, threads: int, gpus: Sequence[str] = (), counter: Any = None,
+               preload: Sequence[str] = TRIAL_PRELOAD) -> cf.ProcessPoolExecutor:
+    """A pool of ``workers`` local processes (:func:`worker_context` with ``preload``) running ``threads``
+    torch threads each, which die with this process (SIGKILL included); use it from the thread that
+    created it. With ``gpus``, each worker takes the next one (``counter``, a shared ``Value('i')`` of
     :func:`worker_context`, keeps counting across rebuilt pools)."""
     started_by_main_thread = threading.current_thread() is threading.main_thread()
-    context = worker_context()
+    context = worker_context(preload)
     if gpus and counter is None:
         counter = context.Value("i", 0)
     environ = dict(os.environ) if context.get_start_method() == "forkserver" else None
@@ -200,7 +206,7 @@ def _warm_up(threads: int) -> None:
     a forked worker has it already)."""
     import importlib
 
-    for name in WORKER_PRELOAD:
+    for name in TRIAL_PRELOAD:
         importlib.import_module(name)
 
     _set_threads(threads)

@@ -77,3 +77,26 @@ def test_an_unknown_start_method_is_one_clear_line(tmp_path, tiny_teaching_set, 
     err = capsys.readouterr().err.strip()
     assert err == ("error: GTN_SEARCH_START_METHOD='fork' is not a way to start workers: unset it, or set it to "
                    "'forkserver' or 'spawn'")
+
+
+_PRELOAD_PROBE = r"""
+import sys
+from gtn_search import executors
+pool = executors.local_pool(1, 1, preload=getattr(executors, sys.argv[1]))
+probe = "[m in __import__('sys').modules for m in ('gtn_search.evaluators', 'gtn_search.compare.run')]"
+print(pool.submit(eval, probe).result(timeout=120))
+pool.shutdown()
+"""
+
+
+@needs_forkserver
+def test_a_search_s_workers_do_not_import_the_comparison_s_modules_but_a_comparison_s_do():
+    import subprocess
+
+    env = {**os.environ, "GTN_SEARCH_START_METHOD": "forkserver"}
+    runs = {name: subprocess.Popen([sys.executable, "-c", _PRELOAD_PROBE, name], env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for name in ("TRIAL_PRELOAD", "COMPARISON_PRELOAD")}
+    seen = {name: run.communicate(timeout=180) for name, run in runs.items()}
+    assert seen["TRIAL_PRELOAD"][0].strip() == "[True, False]", seen["TRIAL_PRELOAD"][1][-2000:]
+    assert seen["COMPARISON_PRELOAD"][0].strip() == "[True, True]", seen["COMPARISON_PRELOAD"][1][-2000:]

@@ -70,9 +70,9 @@ class Comparison:
         gt = config.ground_truth
         self.gt_blueprint: Blueprint = resolve_blueprint(gt.blueprint) if gt.blueprint is not None else self.blueprint
         if config.workers > 1 and not read_only:
-            from gtn_search.executors import start_worker_server
+            from gtn_search.executors import COMPARISON_PRELOAD, start_worker_server
 
-            start_worker_server()  # its imports run while this process reads the data
+            start_worker_server(COMPARISON_PRELOAD)  # its imports run while this process reads the data
         self.data = load_dataset(config.dataset, config.data_root, limit=config.limit)
         #: the store key of each ground-truth replicate (replicate 0's is the key of a single-seed run)
         self.gt_keys = [digest({"dataset": self.data.name, "limit": config.limit,
@@ -217,13 +217,13 @@ class Comparison:
         import concurrent.futures as cf
         import os
 
-        from gtn_search.executors import kill_workers, local_pool
+        from gtn_search.executors import COMPARISON_PRELOAD, kill_workers, local_pool
 
         gt = self.config.ground_truth
         replicates = list(zip(self.gt_keys, gt.replicate_seeds()))
         gpus = visible_gpus() if spreads_over_gpus(self.config.device) else []
         threads = max(1, (os.cpu_count() or 1) // self.config.workers)
-        pool = local_pool(self.config.workers, threads, gpus)
+        pool = local_pool(self.config.workers, threads, gpus, preload=COMPARISON_PRELOAD)
         data_spec = (self.config.dataset, self.config.data_root, self.config.limit)
         todo: list[_Job] = []
         for r, (gt_key, gt_seed) in enumerate(replicates):  # replicate 0 of every architecture first
@@ -277,7 +277,7 @@ class Comparison:
                 for job in running:
                     result = _run_alone(job, threads, gpus)
                     store(job, job.failure() if result is None else result)
-                pool = local_pool(self.config.workers, threads, gpus)
+                pool = local_pool(self.config.workers, threads, gpus, preload=COMPARISON_PRELOAD)
                 jobs = {pool.submit(job.fn, *job.args): job for job in waiting}
         except BaseException:  # interrupted or failed: running jobs are abandoned, their workers killed
             kill_workers(pool)
@@ -537,10 +537,10 @@ def _run_alone(job: _Job, threads: int, gpus: list[str]) -> Any:
     the worker died every time (``job.deaths`` counts them)."""
     import concurrent.futures as cf
 
-    from gtn_search.executors import kill_workers, local_pool
+    from gtn_search.executors import COMPARISON_PRELOAD, kill_workers, local_pool
 
     while job.deaths < MAX_WORKER_DEATHS:
-        pool = local_pool(1, threads, gpus)
+        pool = local_pool(1, threads, gpus, preload=COMPARISON_PRELOAD)
         try:
             return pool.submit(job.fn, *job.args).result()
         except cf.process.BrokenProcessPool:
