@@ -306,6 +306,13 @@ def test_status_estimates_the_time_left_at_the_median_pace():
                          training_pace=600.0, workers=2, replicates=2)
     assert searching.lines()[-1] == ("  time left for the equal-budget searches: about 5 min, then up to 4 final "
                                      "trainings of their picks, about 20 min")
+    # the searches done, their picks partly trained: counted per training (architecture x replicate)
+    finals = Progress("out", 5, [], [], [SearchProgress("s", True, 9, 1.1e10, 1e10, rate=2e7)], (4, 34),
+                      search_final_archs=(0, 17), training_pace=600.0, workers=2, replicates=2)
+    assert finals.lines()[-2:] == [
+        "  final trainings of what the 1 finished searches picked: 4 of 34 done (0 of 17 architectures with all 2 "
+        "replicates trained)",
+        "  time left for the equal-budget searches: about 0 s, then up to 30 final trainings of their picks, about 2.5 h"]
 
 
 def test_compare_with_worker_processes_gives_the_sequential_numbers(tmp_path, tiny_teaching_set, mnist_root):

@@ -111,8 +111,11 @@ class Progress:
     ground_truth: list[Count]
     proxies: list[Count]
     searches: list[SearchProgress] = field(default_factory=list)
-    #: final trainings of what the finished searches picked (done, needed)
+    #: final trainings (architecture x ground-truth replicate) of what the finished searches picked
+    #: (done, needed)
     search_finals: tuple[int, int] = (0, 0)
+    #: the same per architecture: (picked architectures with every replicate trained, picked architectures)
+    search_final_archs: tuple[int, int] = (0, 0)
     #: at most this many more architectures for the unfinished searches to pick (each trained
     #: once per ground-truth replicate)
     picks_to_come: int = 0
@@ -155,7 +158,11 @@ class Progress:
         if self.searches:
             done, needed = self.search_finals
             finished = sum(s.finished for s in self.searches)
-            out.append(f"  final trainings of what the {finished} finished searches picked: {done} of {needed} done")
+            text = f"  final trainings of what the {finished} finished searches picked: {done} of {needed} done"
+            if self.replicates > 1:
+                archs_done, archs = self.search_final_archs
+                text += f" ({archs_done} of {archs} architectures with all {self.replicates} replicates trained)"
+            out.append(text)
             left = self._searches_left()
             if left:
                 out.append(left)
@@ -169,7 +176,7 @@ class Progress:
         known = sum(t for t in lefts if t is not None)
         unknown = sum(1 for t in lefts if t is None)
         done, needed = self.search_finals
-        trainings = (needed - done + self.picks_to_come) * self.replicates
+        trainings = needed - done + self.picks_to_come * self.replicates
         if not trainings and not unknown and not known:
             return None
         if unknown == len(lefts):
@@ -274,6 +281,7 @@ def comparison_progress(comparison: Comparison) -> Progress:
                 progress.picks_to_come += per_search
         finally:
             study.close()
-    done = sum(all(store.ground_truth(key, h) is not None for key in comparison.gt_keys) for h in needed)
-    progress.search_finals = (done, len(needed))
+    trained = [sum(store.ground_truth(key, h) is not None for key in comparison.gt_keys) for h in needed]
+    progress.search_finals = (sum(trained), len(needed) * len(comparison.gt_keys))
+    progress.search_final_archs = (sum(t == len(comparison.gt_keys) for t in trained), len(needed))
     return progress
