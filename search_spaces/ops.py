@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gtn_search.registry import OPS
-from search_spaces.layout import Conv2d, cat_channels, channels_last, is_compiling, to_network_layout
+from search_spaces.layout import (Conv2d, cat_channels, channels_last, channels_last_grad, is_compiling,
+                                  to_network_layout)
 
 
 class ReLUConvBN(nn.Sequential):
@@ -105,7 +106,7 @@ class FactorizedReduce(nn.Module):
         (equal within float rounding, tests/test_network.py; mnist-search training steps
         ``benchmarks/factorized_reduce.py``)."""
         conv = self.conv_b
-        return F.conv2d(x[:, :, 1::2, 1::2], conv.weight, conv.bias, 1, 0, 1, conv.groups)
+        return F.conv2d(channels_last_grad(x)[:, :, 1::2, 1::2], conv.weight, conv.bias, 1, 0, 1, conv.groups)
 
 
 def _to_contiguous(grad: torch.Tensor) -> torch.Tensor:

@@ -77,3 +77,54 @@ def test_stacked_replicas_keep_the_layer():
     assert kinds and all("Conv2d" in k for k in kinds)
     assert all(isinstance(m, Conv2d) for m in stack_replicas(nets).modules()
                if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1))
+
+
+def _grad_layouts_seen(step) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """How many ReLU / pooling / BatchNorm backward calls got a gradient that is not channels-last."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    watched = {"threshold_backward", "leaky_relu_backward", "max_pool2d_with_indices_backward",
+               "avg_pool2d_backward", "native_batch_norm_backward"}
+    bad: dict[str, int] = {}
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            name = func.overloadpacket.__name__
+            grad = args[0]
+            if name in watched and grad.dim() == 4 and grad.shape[1] > 1 and grad.shape[2] * grad.shape[3] > 1 \
+                    and not grad.is_contiguous(memory_format=torch.channels_last):
+                bad[name] = bad.get(name, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    with Watch():
+        step()
+    return bad
+
+
+@pytest.mark.parametrize("preset", ["mnist-search", "mnist-tiny"])
+def test_backward_kernels_get_channels_last_gradients_and_the_numbers_stay_within_rounding(preset, monkeypatch):
+    import search_spaces.layout as layout
+
+    space, rng = get_space("gtn-nas"), np.random.default_rng(3)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g)
+    seen_without = 0
+    for _ in range(3):
+        net = build(space.sample(rng), blueprint_preset(preset).model_copy(update={"num_classes": 10}), seed=0)
+        params = list(net.parameters())
+
+        def step() -> list[torch.Tensor]:
+            loss = net.training_loss(x, y)
+            return [loss.detach(), *torch.autograd.grad(loss, params)]
+
+        assert _grad_layouts_seen(step) == {}
+        converted = step()
+        monkeypatch.setattr(layout, "convert_grads", False)
+        seen_without += sum(_grad_layouts_seen(step).values())
+        plain = step()
+        monkeypatch.setattr(layout, "convert_grads", True)
+        # float rounding: relative to the largest gradient entry (some gradients are zero but for rounding)
+        scale = max(float(b.abs().max()) for b in plain)
+        for a, b in zip(converted, plain):
+            assert float((a - b).abs().max()) <= 1e-5 * scale
+    assert seen_without > 0  # the cells sampled here do hit the slow layouts without the conversion
