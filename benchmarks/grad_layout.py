@@ -4,7 +4,9 @@
 
 In channels-last networks, slicing's backward returns NCHW gradients and a concatenation's backward
 hands each input a strided slice; the backward kernels that meet them (ReLU, pooling, BatchNorm) take
-slow paths on such layouts. ``channels_last_grad`` copies those gradients to channels-last first.
+slow paths on such layouts. ``channels_last_grad`` copies those gradients to channels-last first,
+for activations of at least ``CONVERT_MIN_ELEMENTS`` floats (a NAS learner's are smaller: its row
+measures that nothing changed there).
 
 1. Kernels alone: ReLU's and max/average pooling's backward on a 96x32x28x28 channels-last
    activation, with the gradient channels-last, NCHW, or a strided channel slice (a concatenation's).
