@@ -91,7 +91,7 @@ PARENT_POLL_SECONDS = 0.5
 #: starts in a fraction of a second instead of the seconds that importing torch and torchvision take.
 TRIAL_PRELOAD = ("torchvision.datasets", "gtn_search.evaluators")
 #: The same for a comparison's workers, which also run final trainings (its ground truth) and its
-#: jobs (about 1.3 s more to import, which a search's workers need not pay).
+#: jobs (more to import, scipy among it, which a search's workers need not pay).
 COMPARISON_PRELOAD = (*TRIAL_PRELOAD, "gtn_search.final_train", "gtn_search.compare.run")
 
 

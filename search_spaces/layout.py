@@ -51,7 +51,8 @@ def to_network_layout(x: torch.Tensor) -> torch.Tensor:
 convert_grads = True
 #: ... of activations of at least this many floats: below, the hook and the copy cost more than the
 #: slow kernels save (GTN-evaluator trials of 4-channel mnist-tiny learners, 0.1-0.2M floats per
-#: activation, ran 6-8% slower with every gradient converted; ``benchmarks/grad_layout.py``)
+#: activation, ran slower with every gradient converted in a probe; ``benchmarks/grad_layout.py``
+#: measures the bigger networks)
 CONVERT_MIN_ELEMENTS = 1 << 19
 
 
