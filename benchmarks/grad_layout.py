@@ -1,30 +1,29 @@
 """Benchmark: gradients handed on in channels-last layout (``search_spaces.layout.channels_last_grad``).
 
-    python benchmarks/grad_layout.py [--archs 6] [--rounds 3] [--threads 2] --out benchmarks/results/grad_layout.json
+    python benchmarks/grad_layout.py [--archs 6] [--rounds 3] [--threads 2] [--data-root ../shared/data] \
+        --out benchmarks/results/grad_layout.json
 
 In channels-last networks, slicing's backward returns NCHW gradients and a concatenation's backward
 hands each input a strided slice; the backward kernels that meet them (ReLU, pooling, BatchNorm) take
-slow paths on such layouts. ``channels_last_grad`` copies those gradients to channels-last first,
-for activations of at least ``CONVERT_MIN_ELEMENTS`` floats (a NAS learner's are smaller: its row
-measures that nothing changed there).
+slow paths on such layouts. ``channels_last_grad`` copies those gradients to channels-last first.
 
 1. Kernels alone: ReLU's and max/average pooling's backward on a 96x32x28x28 channels-last
    activation, with the gradient channels-last, NCHW, or a strided channel slice (a concatenation's).
-2. Whole steps, conversion off and on in interleaved rounds (this VM's speed drifts by 20% within
-   minutes), on ``--archs`` random gtn-nas cells: one ``mnist-final`` training step (batch 96) and one
-   ``mnist-search`` step (the decisive comparison's ground-truth network), and one inner step of a
-   learner-style 4-channel ``mnist-tiny`` NAS learner followed by the meta-gradient through it (what a
-   ``fashion-nas`` meta-iteration repeats). Losses and gradients of the two settings are compared:
-   they agree within float rounding, not bit for bit (BatchNorm's and the convolutions' backward sums
-   run in another order on the other layout): the largest relative difference of any gradient tensor
-   (to its largest entry) is saved.
+2. Whole steps with the conversion off and on, in interleaved rounds (this VM's speed drifts by 20%
+   within minutes), on ``--archs`` random gtn-nas cells: one ``mnist-final``
+   training step (batch 96); one ``mnist-search`` step (the decisive comparison's ground-truth
+   network); one inner step of a learner-style 4-channel ``mnist-tiny`` NAS learner followed by the
+   meta-gradient through it (what a ``fashion-nas`` meta-iteration repeats); one GTN-evaluator trial
+   (16 steps of mnist-tiny on the shipped teaching set, 1,000 validation images). Losses, gradients
+   and scores with the conversion are compared with those without: they agree within float rounding, not bit for bit (BatchNorm's and the convolutions' backward
+   sums run in another order); the largest relative difference of any tensor (to its largest entry)
+   is saved (a trial's score is one number: there it is the score's own relative change).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -109,11 +108,30 @@ def meta_step(arch) -> Callable[[], list[torch.Tensor]]:  # type: ignore[no-unty
     return step
 
 
+def gtn_trial(arch, data_root: str) -> Callable[[], list[torch.Tensor]]:  # type: ignore[no-untyped-def]
+    """One GTN-evaluator trial (the shipped quickstart teaching set, mnist-tiny, 1,000 validation images)."""
+    from gtn_search.cli.quickstart import shipped_teaching_set
+    from gtn_search.evaluators import make_evaluator
+
+    ev = make_evaluator("gtn", {"teaching_set": str(shipped_teaching_set()), "val_size": 1000}, data_root)
+    ev.setup()
+    bp = blueprint_preset("mnist-tiny")
+
+    def step() -> list[torch.Tensor]:
+        return [torch.tensor(ev.evaluate(arch, bp, 1).score)]
+    return step
+
+
+#: conversion setting -> layout.convert_grads
+SETTINGS = {"off": False, "on": True}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -125,39 +143,41 @@ def main() -> None:
     archs = [space.sample(rng) for _ in range(args.archs)]
     works = {"mnist-final step, batch 96": lambda a: training_step(a, "mnist-final", 96),
              "mnist-search step, batch 96": lambda a: training_step(a, "mnist-search", 96),
-             "NAS-learner step + meta-gradient": meta_step}
+             "NAS-learner step + meta-gradient": meta_step,
+             "GTN-evaluator trial": lambda a: gtn_trial(a, args.data_root)}
     results: dict[str, dict] = {}
     for name, make in works.items():
         steps = [make(a) for a in archs]
-        times: dict[bool, list[float]] = {False: [], True: []}
-        worst = 0.0
+        times: dict[str, float] = dict.fromkeys(SETTINGS, 0.0)
+        outputs: dict[str, list[list[torch.Tensor]]] = {}
         for r in range(args.rounds):
-            for convert in ((False, True) if r % 2 == 0 else (True, False)):
-                layout.convert_grads = convert
-                outputs = []
+            order = list(SETTINGS)[r % len(SETTINGS):] + list(SETTINGS)[:r % len(SETTINGS)]
+            for setting in order:
+                layout.convert_grads = SETTINGS[setting]
+                got = []
                 for step in steps:
                     step()  # warm-up (allocator, kernels)
                     start = time.perf_counter()
-                    outputs.append(step())
-                    times[convert].append(time.perf_counter() - start)
-                if r == 0:
-                    if convert:
-                        with_conversion = outputs
-                    else:
-                        without = outputs
+                    got.append(step())
+                    times[setting] += time.perf_counter() - start
+                outputs.setdefault(setting, got)
         layout.convert_grads = True
-        for a, b in zip(without, with_conversion):
-            worst = max([worst] + [float((x - y).abs().max() / x.abs().max().clamp_min(1e-30)) for x, y in zip(a, b)])
-        off, on = sum(times[False]), sum(times[True])
-        results[name] = {"seconds_off": off / args.rounds, "seconds_on": on / args.rounds, "speedup": off / on,
-                         "max_relative_difference": worst}
-        print(f"{name} ({args.archs} cells, {args.rounds} rounds): {off / args.rounds:.2f} s without, "
-              f"{on / args.rounds:.2f} s with the conversion: {off / on:.2f}x; largest relative difference of "
-              f"a loss or gradient {worst:.1e}", flush=True)
+        row: dict[str, float] = {f"seconds_{k}": v / args.rounds for k, v in times.items()}
+        for setting in ("on",):
+            worst = 0.0
+            for a, b in zip(outputs["off"], outputs[setting]):
+                worst = max([worst] + [float((x - y).abs().max() / x.abs().max().clamp_min(1e-30)) for x, y in zip(a, b)])
+            row[f"speedup_{setting}"] = times["off"] / times[setting]
+            row[f"max_relative_difference_{setting}"] = worst
+        results[name] = row
+        print(f"{name} ({args.archs} cells, {args.rounds} rounds): without {row['seconds_off']:.2f} s; with the "
+              f"conversion {row['seconds_on']:.2f} s ({row['speedup_on']:.2f}x, largest relative difference "
+              f"{row['max_relative_difference_on']:.1e})", flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"threads": args.threads, "architectures": args.archs, "rounds": args.rounds,
-                                        "kernels_ms": kernel_ms, "steps": results}, indent=2) + "\n")
+                                        "kernels_ms": kernel_ms,
+                                        "steps": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -49,11 +49,6 @@ def to_network_layout(x: torch.Tensor) -> torch.Tensor:
 #: whether :func:`channels_last_grad` converts gradients (False: as before it existed;
 #: ``benchmarks/grad_layout.py`` measures both)
 convert_grads = True
-#: ... of activations of at least this many floats: below, the hook and the copy cost more than the
-#: slow kernels save (GTN-evaluator trials of 4-channel mnist-tiny learners, 0.1-0.2M floats per
-#: activation, ran slower with every gradient converted in a probe; ``benchmarks/grad_layout.py``
-#: measures the bigger networks)
-CONVERT_MIN_ELEMENTS = 1 << 19
 
 
 def _to_channels_last(grad: torch.Tensor) -> torch.Tensor:
@@ -66,17 +61,15 @@ def channels_last_grad(x: torch.Tensor) -> torch.Tensor:
     Two backward passes give gradients in another layout than the activations they meet: slicing
     (``x[:, :, ::2, ::2]``) returns an NCHW gradient, and a concatenation hands each input a strided
     slice of its own gradient. Backward kernels of channels-last tensors take a slow path on such
-    gradients (``benchmarks/grad_layout.py``: on a 96x32x28x28 activation, ReLU's backward 7.9 ms with
-    an NCHW gradient against 0.9 ms with a channels-last one); the copy to channels-last costs a fraction
-    of that (0.6-1.3 ms); training steps of mnist-final networks 1.12x faster, mnist-search 1.08x. Small
-    activations (under :data:`CONVERT_MIN_ELEMENTS` floats: NAS learners) are left alone, so their
-    numbers stay bit for bit what they were. Elsewhere the numbers are equal within float rounding
-    (BatchNorm's and the convolutions' backward sums run in another order), as everywhere between
-    the two layouts; a run uses one setting, so resumes and worker counts stay bit-for-bit equal.
-    A no-op in the NCHW layout, without autograd, and while tracing.
+    gradients (``benchmarks/grad_layout.py``: on a 96x32x28x28 activation, ReLU's backward 8.0 ms with
+    an NCHW gradient against 1.0 ms with a channels-last one); the copy to channels-last costs a fraction
+    of that (0.7-0.9 ms); training steps of mnist-final networks 1.17x faster, mnist-search 1.06x, NAS
+    learners neither faster nor slower beyond noise. The numbers are equal within float rounding (BatchNorm's and
+    the convolutions' backward sums run in another order), as everywhere between the two layouts; a
+    run uses one setting, so resumes and worker counts stay bit-for-bit equal. A no-op in the NCHW
+    layout, without autograd, and while tracing.
     """
-    if (convert_grads and _channels_last and x.requires_grad and torch.is_grad_enabled() and not is_compiling()
-            and x.numel() >= CONVERT_MIN_ELEMENTS):
+    if convert_grads and _channels_last and x.requires_grad and torch.is_grad_enabled() and not is_compiling():
         x.register_hook(_to_channels_last)
     return x
 
