@@ -10,14 +10,15 @@ slow paths on such layouts. ``channels_last_grad`` copies those gradients to cha
 1. Kernels alone: ReLU's and max/average pooling's backward on a 96x32x28x28 channels-last
    activation, with the gradient channels-last, NCHW, or a strided channel slice (a concatenation's).
 2. Whole steps with the conversion off and on, in interleaved rounds (this VM's speed drifts by 20%
-   within minutes), on ``--archs`` random gtn-nas cells: one ``mnist-final``
-   training step (batch 96); one ``mnist-search`` step (the decisive comparison's ground-truth
-   network); one inner step of a learner-style 4-channel ``mnist-tiny`` NAS learner followed by the
-   meta-gradient through it (what a ``fashion-nas`` meta-iteration repeats); one GTN-evaluator trial
-   (16 steps of mnist-tiny on the shipped teaching set, 1,000 validation images). Losses, gradients
-   and scores with the conversion are compared with those without: they agree within float rounding, not bit for bit (BatchNorm's and the convolutions' backward
-   sums run in another order); the largest relative difference of any tensor (to its largest entry)
-   is saved (a trial's score is one number: there it is the score's own relative change).
+   within minutes), on ``--archs`` random gtn-nas cells: one ``mnist-final`` training step (batch
+   96); one ``mnist-search`` step (the decisive comparison's ground-truth network); one inner step
+   of a learner-style 4-channel ``mnist-tiny`` NAS learner followed by the meta-gradient through it
+   (what a ``fashion-nas`` meta-iteration repeats); one GTN-evaluator trial (16 steps of mnist-tiny
+   on the shipped teaching set, 1,000 validation images). Losses, gradients and scores with the
+   conversion are compared with those without: they agree within float rounding, not bit for bit
+   (BatchNorm's and the convolutions' backward sums run in another order); the largest relative
+   difference of any tensor (to its largest entry) is saved (a trial's score is one number: there it
+   is the score's own relative change, what that rounding grows into over 16 training steps).
 """
 
 from __future__ import annotations

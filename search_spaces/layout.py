@@ -62,12 +62,12 @@ def channels_last_grad(x: torch.Tensor) -> torch.Tensor:
     (``x[:, :, ::2, ::2]``) returns an NCHW gradient, and a concatenation hands each input a strided
     slice of its own gradient. Backward kernels of channels-last tensors take a slow path on such
     gradients (``benchmarks/grad_layout.py``: on a 96x32x28x28 activation, ReLU's backward 8.0 ms with
-    an NCHW gradient against 1.0 ms with a channels-last one); the copy to channels-last costs a fraction
-    of that (0.7-0.9 ms); training steps of mnist-final networks 1.17x faster, mnist-search 1.06x, NAS
-    learners neither faster nor slower beyond noise. The numbers are equal within float rounding (BatchNorm's and
-    the convolutions' backward sums run in another order), as everywhere between the two layouts; a
-    run uses one setting, so resumes and worker counts stay bit-for-bit equal. A no-op in the NCHW
-    layout, without autograd, and while tracing.
+    an NCHW gradient against 1.0 ms with a channels-last one); the copy to channels-last costs a
+    fraction of that (0.7-0.9 ms); training steps of mnist-final networks 1.17x faster, mnist-search
+    1.06x, NAS learners neither faster nor slower beyond noise. The numbers are equal within float
+    rounding (BatchNorm's and the convolutions' backward sums run in another order), as everywhere
+    between the two layouts; a run uses one setting, so resumes and worker counts stay bit-for-bit
+    equal. A no-op in the NCHW layout, without autograd, and while tracing.
     """
     if convert_grads and _channels_last and x.requires_grad and torch.is_grad_enabled() and not is_compiling():
         x.register_hook(_to_channels_last)
