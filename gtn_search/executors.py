@@ -442,6 +442,11 @@ class DaskExecutor(Executor):
             self._cluster.close()
 
 
+def cores_per_process(processes: int) -> int:
+    """This machine's cores shared among ``processes`` processes (at least one each)."""
+    return max(1, (os.cpu_count() or 1) // processes)
+
+
 def make_executor(kind: str, workers: int, scheduler: str | None, threads_per_worker: int | None,
                   trial_timeout: float | None = None, device: str | None = "cpu") -> Executor:
     """The executor a search config asks for; by default the cores are shared among the workers.
@@ -452,7 +457,7 @@ def make_executor(kind: str, workers: int, scheduler: str | None, threads_per_wo
     their worker process sees (start them with dask-cuda: one worker per GPU).
     """
     if threads_per_worker is None and workers > 1:
-        threads_per_worker = max(1, (os.cpu_count() or 1) // workers)
+        threads_per_worker = cores_per_process(workers)
     if kind == "dask":
         if trial_timeout is not None:
             raise ConfigError("trial_timeout works with local workers only; with executor 'dask' leave it out "

@@ -51,7 +51,9 @@ def _threads_per_test_process() -> int | None:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers <= 1:
         return None
-    return max(1, (os.cpu_count() or 1) // workers)
+    from gtn_search.executors import cores_per_process
+
+    return cores_per_process(workers)
 
 
 def pytest_configure(config: pytest.Config) -> None:

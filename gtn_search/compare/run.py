@@ -215,14 +215,13 @@ class Comparison:
             bar = tqdm(total=len(archs) * (1 + len(evaluators)), disable=not self.progress, unit="eval",
                        desc="final training", dynamic_ncols=True)
         import concurrent.futures as cf
-        import os
 
-        from gtn_search.executors import COMPARISON_PRELOAD, kill_workers, local_pool
+        from gtn_search.executors import COMPARISON_PRELOAD, cores_per_process, kill_workers, local_pool
 
         gt = self.config.ground_truth
         replicates = list(zip(self.gt_keys, gt.replicate_seeds()))
         gpus = visible_gpus() if spreads_over_gpus(self.config.device) else []
-        threads = max(1, (os.cpu_count() or 1) // self.config.workers)
+        threads = cores_per_process(self.config.workers)
         pool = local_pool(self.config.workers, threads, gpus, preload=COMPARISON_PRELOAD)
         data_spec = (self.config.dataset, self.config.data_root, self.config.limit)
         todo: list[_Job] = []
