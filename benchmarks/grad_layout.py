@@ -123,6 +123,43 @@ def gtn_trial(arch, data_root: str) -> Callable[[], list[torch.Tensor]]:  # type
     return step
 
 
+def compare_settings(works: dict[str, Callable], archs: list, rounds: int, settings: dict[str, object],
+                     apply: Callable[[object], None], label: str) -> dict[str, dict]:
+    """Each work on every architecture under each setting (``apply(value)``; the first setting is the
+    baseline, the last one is left applied), in interleaved rounds; seconds, speed-ups and the largest
+    relative difference of any returned tensor from the baseline's (to its largest entry)."""
+    names = list(settings)
+    base = names[0]
+    results: dict[str, dict] = {}
+    for name, make in works.items():
+        steps = [make(a) for a in archs]
+        times: dict[str, float] = dict.fromkeys(names, 0.0)
+        outputs: dict[str, list[list[torch.Tensor]]] = {}
+        for r in range(rounds):
+            for setting in names[r % len(names):] + names[:r % len(names)]:
+                apply(settings[setting])
+                got = []
+                for step in steps:
+                    step()  # warm-up (allocator, kernels)
+                    start = time.perf_counter()
+                    got.append(step())
+                    times[setting] += time.perf_counter() - start
+                outputs.setdefault(setting, got)
+        apply(settings[names[-1]])
+        row: dict[str, float] = {f"seconds_{k}": v / rounds for k, v in times.items()}
+        for setting in names[1:]:
+            worst = 0.0
+            for a, b in zip(outputs[base], outputs[setting]):
+                worst = max([worst] + [float((x - y).abs().max() / x.abs().max().clamp_min(1e-30)) for x, y in zip(a, b)])
+            row[f"speedup_{setting}"] = times[base] / times[setting]
+            row[f"max_relative_difference_{setting}"] = worst
+            print(f"{name} ({len(archs)} cells, {rounds} rounds): {base} {row[f'seconds_{base}']:.2f} s; with "
+                  f"{label} {row[f'seconds_{setting}']:.2f} s ({row[f'speedup_{setting}']:.2f}x, largest relative "
+                  f"difference {worst:.1e})", flush=True)
+        results[name] = row
+    return results
+
+
 #: conversion setting -> layout.convert_grads
 SETTINGS = {"off": False, "on": True}
 
@@ -146,34 +183,8 @@ def main() -> None:
              "mnist-search step, batch 96": lambda a: training_step(a, "mnist-search", 96),
              "NAS-learner step + meta-gradient": meta_step,
              "GTN-evaluator trial": lambda a: gtn_trial(a, args.data_root)}
-    results: dict[str, dict] = {}
-    for name, make in works.items():
-        steps = [make(a) for a in archs]
-        times: dict[str, float] = dict.fromkeys(SETTINGS, 0.0)
-        outputs: dict[str, list[list[torch.Tensor]]] = {}
-        for r in range(args.rounds):
-            order = list(SETTINGS)[r % len(SETTINGS):] + list(SETTINGS)[:r % len(SETTINGS)]
-            for setting in order:
-                layout.convert_grads = SETTINGS[setting]
-                got = []
-                for step in steps:
-                    step()  # warm-up (allocator, kernels)
-                    start = time.perf_counter()
-                    got.append(step())
-                    times[setting] += time.perf_counter() - start
-                outputs.setdefault(setting, got)
-        layout.convert_grads = True
-        row: dict[str, float] = {f"seconds_{k}": v / args.rounds for k, v in times.items()}
-        for setting in ("on",):
-            worst = 0.0
-            for a, b in zip(outputs["off"], outputs[setting]):
-                worst = max([worst] + [float((x - y).abs().max() / x.abs().max().clamp_min(1e-30)) for x, y in zip(a, b)])
-            row[f"speedup_{setting}"] = times["off"] / times[setting]
-            row[f"max_relative_difference_{setting}"] = worst
-        results[name] = row
-        print(f"{name} ({args.archs} cells, {args.rounds} rounds): without {row['seconds_off']:.2f} s; with the "
-              f"conversion {row['seconds_on']:.2f} s ({row['speedup_on']:.2f}x, largest relative difference "
-              f"{row['max_relative_difference_on']:.1e})", flush=True)
+    results = compare_settings(works, archs, args.rounds, SETTINGS, lambda value: setattr(layout, "convert_grads", value),
+                               "the conversion")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"threads": args.threads, "architectures": args.archs, "rounds": args.rounds,

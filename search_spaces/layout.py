@@ -122,3 +122,32 @@ class Conv2d(nn.Conv2d):
             sh, sw = self.stride  # type: ignore[misc]
             return F.conv2d(channels_last_grad(input)[:, :, ::sh, ::sw], weight, bias, 1, 0, 1, self.groups)
         return super()._conv_forward(input, weight, bias)
+
+
+#: batch-statistics norms of channels-last maps with at most this many channels run in NCHW
+#: (:class:`BatchNorm2d`); 0 turns that off (``benchmarks/norm_layout.py`` measures both)
+nchw_norm_max_channels = 8
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` that normalises few-channel channels-last maps in NCHW layout.
+
+    PyTorch's CPU kernel for batch statistics of a channels-last map vectorises over the channels,
+    so with 4 or 8 channels it runs several times slower than the NCHW kernel (``benchmarks/
+    norm_layout.py``: forward and backward of a 32x4x28x28 map 1.9 ms against 0.7 ms with the two
+    layout copies; at 16 channels and more channels-last is the faster one). Where batch statistics
+    are computed (training, or a norm without running statistics, as every learner's) on a
+    channels-last CPU map of at most :data:`nchw_norm_max_channels` channels, this layer copies the
+    map to NCHW, normalises it there and hands the result (and the gradient, see
+    :func:`channels_last_grad`) back in channels-last. The numbers are those of the NCHW kernel:
+    equal to the channels-last kernel's within float rounding. Everywhere else, and in the NCHW layout
+    (``use_channels_last(False)``, the code of before bit for bit), it is ``nn.BatchNorm2d``.
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if (_channels_last and input.shape[1] <= nchw_norm_max_channels and input.device.type == "cpu"
+                and (self.training or not self.track_running_stats) and is_channels_last(input)
+                and not is_compiling()):
+            out = super().forward(channels_last_grad(input).contiguous())
+            return out.contiguous(memory_format=torch.channels_last)
+        return super().forward(input)

@@ -21,7 +21,7 @@ from gtn_search.registry import OPS
 from search_spaces.architecture import Architecture
 from search_spaces.blueprint import Blueprint
 from search_spaces.cell import Cell
-from search_spaces.layout import cat_channels, to_network_layout
+from search_spaces.layout import BatchNorm2d, cat_channels, to_network_layout
 from search_spaces.ops import FactorizedReduce, ReLUConvBN
 
 
@@ -121,7 +121,7 @@ class Network(nn.Module):
         super().__init__()
         c_in, _, _ = bp.input_shape
         c_stem = bp.stem_multiplier * bp.channels
-        self.stem = nn.Sequential(nn.Conv2d(c_in, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        self.stem = nn.Sequential(nn.Conv2d(c_in, c_stem, 3, padding=1, bias=False), BatchNorm2d(c_stem))
         c_pp, c_p, c = c_stem, c_stem, bp.channels
         self.cells = nn.ModuleList()
         reduction_prev = False
@@ -210,7 +210,7 @@ def apply_layer_style(module: nn.Module, bp: Blueprint) -> nn.Module:
     """Swap norms/activations and add weight norm in place, as the blueprint's style asks."""
     is_bn = lambda m: isinstance(m, nn.BatchNorm2d)
     if bp.norm == "batch_stats":
-        _replace_modules(module, is_bn, lambda m: nn.BatchNorm2d(m.num_features, affine=True, track_running_stats=False))
+        _replace_modules(module, is_bn, lambda m: BatchNorm2d(m.num_features, affine=True, track_running_stats=False))
     elif bp.norm == "mean_only":
         _replace_modules(module, is_bn, lambda m: MeanOnlyBatchNorm(m.num_features))
     elif bp.norm == "none":

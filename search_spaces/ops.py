@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gtn_search.registry import OPS
-from search_spaces.layout import (Conv2d, cat_channels, channels_last, channels_last_grad, is_compiling,
-                                  to_network_layout)
+from search_spaces.layout import (BatchNorm2d, Conv2d, cat_channels, channels_last, channels_last_grad,
+                                  is_compiling, to_network_layout)
 
 
 class ReLUConvBN(nn.Sequential):
@@ -35,7 +35,7 @@ class ReLUConvBN(nn.Sequential):
         super().__init__(
             nn.ReLU(),
             Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, dilation=dilation, bias=False),
-            nn.BatchNorm2d(c_out),
+            BatchNorm2d(c_out),
         )
 
 
@@ -48,7 +48,7 @@ class FactorizedConv(nn.Sequential):
             nn.ReLU(),
             nn.Conv2d(c_in, c_out, (1, k), stride=(1, stride), padding=(0, p), bias=False),
             nn.Conv2d(c_out, c_out, (k, 1), stride=(stride, 1), padding=(p, 0), bias=False),
-            nn.BatchNorm2d(c_out),
+            BatchNorm2d(c_out),
         )
 
 
@@ -61,7 +61,7 @@ class DilConv(nn.Sequential):
             nn.ReLU(),
             nn.Conv2d(c_in, c_in, k, stride=stride, padding=pad, dilation=dilation, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
-            nn.BatchNorm2d(c_out),
+            BatchNorm2d(c_out),
         )
 
 
@@ -84,7 +84,7 @@ class FactorizedReduce(nn.Module):
         self.relu = nn.ReLU()
         self.conv_a = Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.conv_b = Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
-        self.bn = nn.BatchNorm2d(c_out)
+        self.bn = BatchNorm2d(c_out)
         self.replicas = 1  # initialisations side by side as channel groups (search_spaces.replicas)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

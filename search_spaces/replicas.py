@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+from search_spaces.layout import BatchNorm2d
 from search_spaces.network import (
     AuxiliaryHead,
     CellModule,
@@ -140,10 +141,9 @@ def _widen(module: nn.Module, k: int, pending: _Pending) -> None:
             setattr(module, name, _wide_conv(child, k, pending))
         elif isinstance(child, nn.Linear):
             setattr(module, name, _wide_linear(child, k, pending))
-        elif type(child) is nn.BatchNorm2d:
-            setattr(module, name, nn.BatchNorm2d(k * child.num_features, eps=child.eps, momentum=child.momentum,
-                                                 affine=child.affine,
-                                                 track_running_stats=child.track_running_stats))
+        elif type(child) in (nn.BatchNorm2d, BatchNorm2d):
+            setattr(module, name, type(child)(k * child.num_features, eps=child.eps, momentum=child.momentum,
+                                              affine=child.affine, track_running_stats=child.track_running_stats))
         elif isinstance(child, MeanOnlyBatchNorm):
             setattr(module, name, MeanOnlyBatchNorm(k * child.bias.numel()))
         elif isinstance(child, DropPath):

@@ -55,6 +55,8 @@ def test_cat_channels_keeps_each_replica_s_channels_together():
 @pytest.mark.parametrize("style", ["learner", "mean_only", "batch"])
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_a_stacked_network_computes_what_each_replica_computes_alone(style, channels_last):
+    # float32 rounding; in channels-last a replica alone normalises its 4 channels with the NCHW
+    # kernel (search_spaces.layout.BatchNorm2d), the stacked network its 12 with the channels-last one
     extra = {"learner": LEARNER, "mean_only": {**LEARNER, "norm": "mean_only"}, "batch": {}}[style]
     bp = Blueprint.from_mapping({**TINY, **extra})
     x = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
@@ -69,11 +71,11 @@ def test_a_stacked_network_computes_what_each_replica_computes_alone(style, chan
                 expected = torch.stack([n(x) for n in nets], dim=1)
                 out = wide(x)
                 assert out.shape == (8, 3, 10)
-                torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+                torch.testing.assert_close(out, expected, rtol=1e-4, atol=5e-5)
             # each replica its own images: the k-th channel group of the input
             xs = [torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(s)) for s in (2, 3, 4)]
             torch.testing.assert_close(wide(stack_inputs(xs)), torch.stack([n(xi) for n, xi in zip(nets, xs)], 1),
-                                       rtol=1e-4, atol=1e-5)
+                                       rtol=1e-4, atol=5e-5)
 
 
 def test_the_gtn_inner_loop_trains_every_replica_as_it_trains_alone():
