@@ -160,16 +160,19 @@ def compare_settings(works: dict[str, Callable], archs: list, rounds: int, setti
     return results
 
 
-#: conversion setting -> layout.convert_grads
-SETTINGS = {"off": False, "on": True}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_benchmark(doc: str, settings: dict[str, object], apply: Callable[[object], None], label: str,
+                  kernels: Callable[[], dict[str, dict[str, float]]],
+                  works: Callable[[argparse.Namespace], dict[str, Callable]],
+                  extra: Callable[[list], dict[str, object]] | None = None) -> None:
+    """The command line shared by the code-path benchmarks (this one, ``norm_layout.py``,
+    ``max_pool_eval.py``): kernels first (printed), then :func:`compare_settings` on ``--archs``
+    random gtn-nas cells; writes ``--out`` (JSON) with ``extra(archs)`` added."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--archs", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--only", nargs="*", help="substrings of the work names to run")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -179,17 +182,25 @@ def main() -> None:
         print(f"{name}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in row.items()), flush=True)
     space, rng = get_space("gtn-nas"), np.random.default_rng(0)
     archs = [space.sample(rng) for _ in range(args.archs)]
-    works = {"mnist-final step, batch 96": lambda a: training_step(a, "mnist-final", 96),
-             "mnist-search step, batch 96": lambda a: training_step(a, "mnist-search", 96),
-             "NAS-learner step + meta-gradient": meta_step,
-             "GTN-evaluator trial": lambda a: gtn_trial(a, args.data_root)}
-    results = compare_settings(works, archs, args.rounds, SETTINGS, lambda value: setattr(layout, "convert_grads", value),
-                               "the conversion")
+    chosen = {k: v for k, v in works(args).items() if not args.only or any(s in k for s in args.only)}
+    more = extra(archs) if extra else {}
+    results = compare_settings(chosen, archs, args.rounds, settings, apply, label)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"threads": args.threads, "architectures": args.archs, "rounds": args.rounds,
-                                        "kernels_ms": kernel_ms,
-                                        "steps": results}, indent=2) + "\n")
+                                        **more, "kernels_ms": kernel_ms, "steps": results}, indent=2) + "\n")
+
+
+#: conversion setting -> layout.convert_grads
+SETTINGS = {"off": False, "on": True}
+
+
+def main() -> None:
+    run_benchmark(__doc__, SETTINGS, lambda value: setattr(layout, "convert_grads", value), "the conversion", kernels,
+                  lambda args: {"mnist-final step, batch 96": lambda a: training_step(a, "mnist-final", 96),
+                                "mnist-search step, batch 96": lambda a: training_step(a, "mnist-search", 96),
+                                "NAS-learner step + meta-gradient": meta_step,
+                                "GTN-evaluator trial": lambda a: gtn_trial(a, args.data_root)})
 
 
 if __name__ == "__main__":

@@ -21,24 +21,18 @@ bit for bit the kernel's.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from grad_layout import ROOT, compare_settings, gtn_trial
+from grad_layout import gtn_trial, run_benchmark
 from norm_layout import real_trial, seeded_gtn_trial
 
 from gtn_search.data import load_dataset
 from gtn_search.final_train import _evaluate
-from gtn_search.host_memory import retain_freed_memory
 from search_spaces import ops
 from search_spaces.blueprint import blueprint_preset
 from search_spaces.network import build
-from search_spaces.presets import get_space
 
 SETTINGS = {"off": False, "on": True}
 #: (kernel size, stride, padding, ceil mode) of the cells' stride-1 max pools (2x2 after its replicate pad)
@@ -80,36 +74,22 @@ def test_evaluation(arch, data_root: str):  # type: ignore[no-untyped-def]
     return step
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", type=int, default=6)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    retain_freed_memory()
-    kernel_ms = kernels()
-    for name, row in kernel_ms.items():
-        print(f"max pool {name}, no autograd: kernel {row['kernel']:.2f} ms, separable {row['separable']:.2f} ms "
-              f"({row['kernel'] / row['separable']:.1f}x)", flush=True)
-    space, rng = get_space("gtn-nas"), np.random.default_rng(0)
-    archs = [space.sample(rng) for _ in range(args.archs)]
-    works = {"GTN-evaluator trial": lambda a: gtn_trial(a, args.data_root),
-             "GTN-evaluator trial, 4 seeds stacked": lambda a: seeded_gtn_trial(a, args.data_root, 4),
-             "real-data trial": lambda a: real_trial(a, args.data_root),
-             "test-set evaluation, mnist-search": lambda a: test_evaluation(a, args.data_root)}
+def cells_with_a_max_pool(archs: list) -> dict[str, int]:
+    """How many of the architectures' normal and reduction cells have a max pool."""
     pools = sum(any(op.startswith("max_pool") for node in cell.nodes for _, op in node)
                 for a in archs for cell in (a.normal, a.reduce))
-    print(f"{args.archs} cells, {pools} of their {2 * args.archs} normal/reduction cells with a max pool", flush=True)
-    results = compare_settings(works, archs, args.rounds, SETTINGS,
-                               lambda value: setattr(ops, "separable_max_pools", value), "the separable maximum")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"threads": args.threads, "architectures": args.archs, "rounds": args.rounds,
-                                        "cells_with_a_max_pool": pools, "kernels_ms": kernel_ms,
-                                        "steps": results}, indent=2) + "\n")
+    print(f"{len(archs)} cells, {pools} of their {2 * len(archs)} normal/reduction cells with a max pool", flush=True)
+    return {"cells_with_a_max_pool": pools}
+
+
+def main() -> None:
+    run_benchmark(__doc__, SETTINGS, lambda value: setattr(ops, "separable_max_pools", value),
+                  "the separable maximum", kernels,
+                  lambda args: {"GTN-evaluator trial": lambda a: gtn_trial(a, args.data_root),
+                                "GTN-evaluator trial, 4 seeds stacked": lambda a: seeded_gtn_trial(a, args.data_root, 4),
+                                "real-data trial": lambda a: real_trial(a, args.data_root),
+                                "test-set evaluation, mnist-search": lambda a: test_evaluation(a, args.data_root)},
+                  cells_with_a_max_pool)
 
 
 if __name__ == "__main__":

@@ -23,20 +23,14 @@ hands the result and its gradient back in channels-last.
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Callable
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from grad_layout import ROOT, compare_settings, gtn_trial, meta_step, per_call_ms, training_step
+from grad_layout import gtn_trial, meta_step, per_call_ms, run_benchmark, training_step
 
 import search_spaces.layout as layout
-from gtn_search.host_memory import retain_freed_memory
 from search_spaces.blueprint import blueprint_preset
-from search_spaces.presets import get_space
 
 #: detour setting -> layout.nchw_norm_max_channels
 SETTINGS = {"off": 0, "on": 8}
@@ -95,36 +89,14 @@ def real_trial(arch, data_root: str) -> Callable[[], list[torch.Tensor]]:  # typ
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", type=int, default=6)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--only", nargs="*", help="substrings of the work names to run")
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    retain_freed_memory()
-    kernel_ms = kernels()
-    for name, row in kernel_ms.items():
-        print(f"batch statistics, forward + backward, {name}: channels-last kernel {row['channels_last']:.2f} ms, "
-              f"NCHW detour {row['nchw_detour']:.2f} ms", flush=True)
-    space, rng = get_space("gtn-nas"), np.random.default_rng(0)
-    archs = [space.sample(rng) for _ in range(args.archs)]
-    works = {"mnist-final step, batch 96": lambda a: training_step(a, "mnist-final", 96),
-             "mnist-search step, batch 96": lambda a: training_step(a, "mnist-search", 96),
-             "NAS-learner step + meta-gradient": meta_step,
-             "GTN-evaluator trial": lambda a: gtn_trial(a, args.data_root),
-             "GTN-evaluator trial, 4 seeds stacked": lambda a: seeded_gtn_trial(a, args.data_root, 4),
-             "real-data trial": lambda a: real_trial(a, args.data_root)}
-    if args.only:
-        works = {k: v for k, v in works.items() if any(s in k for s in args.only)}
-    results = compare_settings(works, archs, args.rounds, SETTINGS,
-                               lambda value: setattr(layout, "nchw_norm_max_channels", value), "the NCHW detour")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"threads": args.threads, "architectures": args.archs, "rounds": args.rounds,
-                                        "kernels_ms": kernel_ms, "steps": results}, indent=2) + "\n")
+    run_benchmark(__doc__, SETTINGS, lambda value: setattr(layout, "nchw_norm_max_channels", value),
+                  "the NCHW detour", kernels,
+                  lambda args: {"mnist-final step, batch 96": lambda a: training_step(a, "mnist-final", 96),
+                                "mnist-search step, batch 96": lambda a: training_step(a, "mnist-search", 96),
+                                "NAS-learner step + meta-gradient": meta_step,
+                                "GTN-evaluator trial": lambda a: gtn_trial(a, args.data_root),
+                                "GTN-evaluator trial, 4 seeds stacked": lambda a: seeded_gtn_trial(a, args.data_root, 4),
+                                "real-data trial": lambda a: real_trial(a, args.data_root)})
 
 
 if __name__ == "__main__":
