@@ -21,11 +21,9 @@ bit for bit the kernel's.
 
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn.functional as F
-from grad_layout import gtn_trial, run_benchmark
+from grad_layout import gtn_trial, per_call_ms, run_benchmark
 from norm_layout import real_trial, seeded_gtn_trial
 
 from gtn_search.data import load_dataset
@@ -40,14 +38,6 @@ POOLS = {"3x3": (3, 1, 1, False), "5x5": (5, 1, 2, False), "2x2": (2, 1, 0, True
 SHAPES = [(1000, 4, 28, 28), (1000, 8, 14, 14), (1000, 16, 28, 28)]
 
 
-def _ms(fn, calls: int = 10) -> float:  # type: ignore[no-untyped-def]
-    fn()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) / calls * 1000
-
-
 def kernels() -> dict[str, dict[str, float]]:
     """Milliseconds per call of PyTorch's kernel and of the separable maximum, without autograd."""
     out = {}
@@ -59,8 +49,8 @@ def kernels() -> dict[str, dict[str, float]]:
                 separable = ops.separable_max_pool(pool, x)
                 assert separable is not None and torch.equal(separable, pool(x))
                 out[f"{name} on {'x'.join(map(str, shape))}"] = {
-                    "kernel": _ms(lambda: F.max_pool2d(x, k, s, p, ceil_mode=ceil)),
-                    "separable": _ms(lambda: ops.separable_max_pool(pool, x))}
+                    "kernel": per_call_ms(lambda: F.max_pool2d(x, k, s, p, ceil_mode=ceil), 10),
+                    "separable": per_call_ms(lambda: ops.separable_max_pool(pool, x), 10)}
     return out
 
 
