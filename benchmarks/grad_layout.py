@@ -109,17 +109,20 @@ def meta_step(arch) -> Callable[[], list[torch.Tensor]]:  # type: ignore[no-unty
     return step
 
 
-def gtn_trial(arch, data_root: str) -> Callable[[], list[torch.Tensor]]:  # type: ignore[no-untyped-def]
-    """One GTN-evaluator trial (the shipped quickstart teaching set, mnist-tiny, 1,000 validation images)."""
+def gtn_trial(arch, data_root: str, seeds: int = 1) -> Callable[[], list[torch.Tensor]]:  # type: ignore[no-untyped-def]
+    """One GTN-evaluator trial (the shipped quickstart teaching set, mnist-tiny, 1,000 validation
+    images); with ``seeds`` > 1, that many initialisations stacked side by side, every seed's score."""
     from gtn_search.cli.quickstart import shipped_teaching_set
     from gtn_search.evaluators import make_evaluator
 
-    ev = make_evaluator("gtn", {"teaching_set": str(shipped_teaching_set()), "val_size": 1000}, data_root)
+    ev = make_evaluator("gtn", {"teaching_set": str(shipped_teaching_set()), "val_size": 1000, "seeds": seeds},
+                        data_root)
     ev.setup()
     bp = blueprint_preset("mnist-tiny")
 
     def step() -> list[torch.Tensor]:
-        return [torch.tensor(ev.evaluate(arch, bp, 1).score)]
+        measured = ev.evaluate(arch, bp, 1)
+        return [torch.tensor(measured.metrics["seed_scores"] if seeds > 1 else measured.score)]
     return step
 
 

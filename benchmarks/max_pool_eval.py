@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from grad_layout import gtn_trial, per_call_ms, run_benchmark
-from norm_layout import real_trial, seeded_gtn_trial
+from norm_layout import real_trial
 
 from gtn_search.data import load_dataset
 from gtn_search.final_train import _evaluate
@@ -76,7 +76,7 @@ def main() -> None:
     run_benchmark(__doc__, SETTINGS, lambda value: setattr(ops, "separable_max_pools", value),
                   "the separable maximum", kernels,
                   lambda args: {"GTN-evaluator trial": lambda a: gtn_trial(a, args.data_root),
-                                "GTN-evaluator trial, 4 seeds stacked": lambda a: seeded_gtn_trial(a, args.data_root, 4),
+                                "GTN-evaluator trial, 4 seeds stacked": lambda a: gtn_trial(a, args.data_root, 4),
                                 "real-data trial": lambda a: real_trial(a, args.data_root),
                                 "test-set evaluation, mnist-search": lambda a: test_evaluation(a, args.data_root)},
                   cells_with_a_max_pool)

@@ -59,21 +59,6 @@ def kernels() -> dict[str, dict[str, float]]:
     return out
 
 
-def seeded_gtn_trial(arch, data_root: str, seeds: int) -> Callable[[], list[torch.Tensor]]:  # type: ignore[no-untyped-def]
-    """One GTN-evaluator trial with ``seeds`` initialisations stacked side by side; every seed's score."""
-    from gtn_search.cli.quickstart import shipped_teaching_set
-    from gtn_search.evaluators import make_evaluator
-
-    ev = make_evaluator("gtn", {"teaching_set": str(shipped_teaching_set()), "val_size": 1000, "seeds": seeds},
-                        data_root)
-    ev.setup()
-    bp = blueprint_preset("mnist-tiny")
-
-    def step() -> list[torch.Tensor]:
-        return [torch.tensor(ev.evaluate(arch, bp, 1).metrics["seed_scores"])]
-    return step
-
-
 def real_trial(arch, data_root: str) -> Callable[[], list[torch.Tensor]]:  # type: ignore[no-untyped-def]
     """One real-data trial (64 steps of batch 32 on MNIST, 1,000 validation images)."""
     from gtn_search.evaluators import make_evaluator
@@ -95,7 +80,7 @@ def main() -> None:
                                 "mnist-search step, batch 96": lambda a: training_step(a, "mnist-search", 96),
                                 "NAS-learner step + meta-gradient": meta_step,
                                 "GTN-evaluator trial": lambda a: gtn_trial(a, args.data_root),
-                                "GTN-evaluator trial, 4 seeds stacked": lambda a: seeded_gtn_trial(a, args.data_root, 4),
+                                "GTN-evaluator trial, 4 seeds stacked": lambda a: gtn_trial(a, args.data_root, 4),
                                 "real-data trial": lambda a: real_trial(a, args.data_root)})
 
 

@@ -366,7 +366,7 @@ def test_one_learner_per_iteration_is_meta_training_as_it_was_bit_for_bit(mnist_
     bit for bit on the CPU kind they were recorded on, see tests/recorded_numbers.py). Gradients
     converted to channels-last (``search_spaces.layout.channels_last_grad``) and few-channel norms
     computed in NCHW (``search_spaces.layout.BatchNorm2d``), both later, change float rounding, so
-    they are off here; tests/test_layout_conv.py bounds what they change."""
+    they are off here; tests/test_layout_conv.py and tests/test_layout_norm.py bound what they change."""
     import torch
 
     import search_spaces.layout as layout

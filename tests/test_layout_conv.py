@@ -21,6 +21,7 @@ from search_spaces.network import build
 from search_spaces.ops import FactorizedReduce, ReLUConvBN
 from search_spaces.presets import get_space
 from search_spaces.replicas import stack_replicas
+from tests.dispatch_watch import watch_ops
 
 
 def _gradients(module: nn.Module, x: torch.Tensor, second_order: bool) -> list[torch.Tensor]:
@@ -81,23 +82,19 @@ def test_stacked_replicas_keep_the_layer():
 
 def _grad_layouts_seen(step) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """How many ReLU / pooling / BatchNorm backward calls got a gradient that is not channels-last."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     watched = {"threshold_backward", "leaky_relu_backward", "max_pool2d_with_indices_backward",
                "avg_pool2d_backward", "native_batch_norm_backward"}
     bad: dict[str, int] = {}
 
-    class Watch(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            name = func.overloadpacket.__name__
-            grad = args[0]
-            if name in watched and grad.dim() == 4 and grad.shape[1] > 1 and grad.shape[2] * grad.shape[3] > 1 \
-                    and not grad.is_contiguous(memory_format=torch.channels_last):
-                bad[name] = bad.get(name, 0) + 1
-            return func(*args, **(kwargs or {}))
+    def seen(name: str, args: tuple) -> None:
+        if name not in watched:
+            return
+        grad = args[0]
+        if grad.dim() == 4 and grad.shape[1] > 1 and grad.shape[2] * grad.shape[3] > 1 \
+                and not grad.is_contiguous(memory_format=torch.channels_last):
+            bad[name] = bad.get(name, 0) + 1
 
-    with Watch():
-        step()
+    watch_ops(step, seen)
     return bad
 
 

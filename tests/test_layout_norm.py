@@ -16,6 +16,7 @@ from search_spaces.layout import BatchNorm2d, use_channels_last
 from search_spaces.network import build
 from search_spaces.presets import get_space
 from search_spaces.replicas import stack_replicas
+from tests.dispatch_watch import watch_ops
 
 CL = torch.channels_last
 LEARNER = {"norm": "batch_stats", "weight_norm": True, "activation": "leaky_relu", "init": "kaiming", "num_classes": 10}
@@ -90,19 +91,14 @@ def test_off_switch_restores_the_channels_last_kernel(monkeypatch):
 
 def _norm_inputs(step) -> list[tuple[int, bool]]:  # type: ignore[no-untyped-def]
     """(channels, channels-last) of every map a batch-statistics kernel normalised during ``step``."""
-    from torch.utils._python_dispatch import TorchDispatchMode
+    norms: list[tuple[int, bool]] = []
 
-    seen: list[tuple[int, bool]] = []
+    def seen(name: str, args: tuple) -> None:
+        if name in ("native_batch_norm", "_native_batch_norm_legit") and args[0].dim() == 4:
+            norms.append((args[0].shape[1], layout.is_channels_last(args[0])))
 
-    class Watch(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            if func.overloadpacket.__name__ in ("native_batch_norm", "_native_batch_norm_legit") and args[0].dim() == 4:
-                seen.append((args[0].shape[1], layout.is_channels_last(args[0])))
-            return func(*args, **(kwargs or {}))
-
-    with Watch():
-        step()
-    return seen
+    watch_ops(step, seen)
+    return norms
 
 
 @pytest.mark.parametrize("preset,style", [("mnist-tiny", LEARNER), ("mnist-search", {"num_classes": 10})],

@@ -12,6 +12,7 @@ from search_spaces import ops
 from search_spaces.blueprint import blueprint_preset
 from search_spaces.network import build
 from search_spaces.presets import get_space
+from tests.dispatch_watch import watch_ops
 
 CL = torch.channels_last
 
@@ -55,19 +56,9 @@ def test_autograd_strides_and_dilation_take_the_kernel():
 
 
 def _max_pool_kernel_calls(fn) -> int:  # type: ignore[no-untyped-def]
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    calls = [0]
-
-    class Watch(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            if func.overloadpacket.__name__.startswith("max_pool2d"):
-                calls[0] += 1
-            return func(*args, **(kwargs or {}))
-
-    with Watch():
-        fn()
-    return calls[0]
+    names: list[str] = []
+    watch_ops(fn, lambda name, args: names.append(name))
+    return sum(name.startswith("max_pool2d") for name in names)
 
 
 def test_scoring_a_network_gives_the_same_bits_without_the_kernel(monkeypatch):
