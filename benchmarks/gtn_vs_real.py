@@ -69,6 +69,17 @@ def learners(config: GTNConfig, data, count: int, tag: str,
     return out
 
 
+def teaching_set_accuracies(config: GTNConfig, data, teaching: TeachingSet, count: int, tag: str, x, y,
+                            device: torch.device | None = None) -> tuple[list[float], list[str]]:
+    """Accuracy on (x, y) of ``count`` fresh learners (:func:`learners`) each trained on ``teaching``;
+    and their descriptions."""
+    accs, described = [], []
+    for module, description in learners(config, data, count, tag, device):
+        accs.append(evaluate(module, teaching.train(module), x, y)[0])
+        described.append(description)
+    return accs, described
+
+
 def gtn_curve(module, teaching: TeachingSet, x, y, points: list[int]) -> dict[int, float]:
     """Test accuracy after each step count in ``points`` while training on the teaching set."""
     accs: dict[int, float] = {}
@@ -171,11 +182,9 @@ def ablations(base: GTNConfig, data, out: Path, iterations: int, count: int, pro
                                         "monitor_every": 0, "checkpoint_every": max(1, iterations // 4)})
         run_dir = out / "ablations" / name.replace("=", "_")
         trainer, seconds, _ = meta_train(cfg, data, run_dir, progress)
-        teaching, test = trainer.teaching_set().to(trainer.device), trainer.data
-        accs = []
-        for module, _ in learners(cfg, data, count, "ablation", trainer.device):
-            params = teaching.train(module)
-            accs.append(evaluate(module, params, test.test_x, test.test_y)[0])
+        test = trainer.data
+        accs, _ = teaching_set_accuracies(cfg, data, trainer.teaching_set().to(trainer.device), count, "ablation",
+                                          test.test_x, test.test_y, trainer.device)
         m, s = mean_std(accs)
         results[name] = {"test_accuracy_mean": m, "test_accuracy_std": s, "meta_seconds": seconds,
                          "iterations": iterations, "learners": count}

@@ -29,9 +29,8 @@ import torch
 
 from gtn_search.data import load_dataset
 from gtn_search.gtn.config import load_config
-from gtn_search.gtn.unroll import evaluate
 
-from gtn_vs_real import learners, mean_std, meta_train  # type: ignore[import-not-found]
+from gtn_vs_real import mean_std, meta_train, teaching_set_accuracies  # type: ignore[import-not-found]
 
 #: the recipe changes screened (preset overrides); the first four cost about what the preset costs per
 #: meta-iteration
@@ -49,17 +48,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
 def screen(name: str, args: argparse.Namespace, data) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Meta-train variant ``name`` (or finish/reuse it) and score fresh learners on the validation split."""
     out = Path(args.out) / name
+    done = out / "screen.json"
+    if done.exists():  # a finished variant is not scored again
+        row = json.loads(done.read_text())
+        if row["iterations"] == args.iterations and len(row["per_learner"]) == args.learners:
+            return row
     out.mkdir(parents=True, exist_ok=True)
     config = load_config(args.preset, {**VARIANTS[name], "meta_iterations": args.iterations,
                                        "monitor_every": 0, "checkpoint_every": 50})
     trainer, seconds, rss = meta_train(config, data, out, progress=args.progress)
-    teaching = trainer.teaching_set()
     start = time.perf_counter()
-    accs, described = [], []
-    for module, description in learners(config, data, args.learners, "recipe-screen"):
-        params = teaching.train(module)
-        accs.append(evaluate(module, params, data.val_x, data.val_y)[0])
-        described.append(description)
+    accs, described = teaching_set_accuracies(config, data, trainer.teaching_set(), args.learners, "recipe-screen",
+                                              data.val_x, data.val_y)
     mean, std = mean_std(accs)
     row = {"variant": name, "overrides": VARIANTS[name], "iterations": trainer.iteration,
            "meta_seconds": seconds, "seconds_per_iteration": statistics.median(trainer.history["seconds"]),
@@ -67,7 +67,7 @@ def screen(name: str, args: argparse.Namespace, data) -> dict[str, Any]:  # type
            "val_accuracy_mean": mean, "val_accuracy_std": std, "per_learner": accs, "learners": described,
            "final_meta_loss_last50": statistics.mean(trainer.history["meta_loss"][-50:]),
            "scoring_seconds": time.perf_counter() - start}
-    (out / "screen.json").write_text(json.dumps(row, indent=2))
+    done.write_text(json.dumps(row, indent=2))
     print(f"{name:<22} val accuracy {mean:.4f} +- {std:.4f} ({len(accs)} learners, {trainer.iteration} its, "
           f"{row['seconds_per_iteration']:.2f} s/it)", flush=True)
     return row
