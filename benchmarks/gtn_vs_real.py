@@ -80,6 +80,34 @@ def teaching_set_accuracies(config: GTNConfig, data, teaching: TeachingSet, coun
     return accs, described
 
 
+def paired(a: list[float], b: list[float]) -> dict[str, float]:
+    """Mean and standard error of the learner-by-learner differences ``a - b``, in points."""
+    diffs = [100 * (x - y) for x, y in zip(a, b)]
+    se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else 0.0
+    return {"mean_points": statistics.mean(diffs), "se_points": se}
+
+
+def moving_average_check(config: GTNConfig, data, trainer: MetaTrainer, averaged_test: list[float], count: int,
+                         device: torch.device) -> dict[str, Any]:
+    """The teaching set of the GTN's moving average (``ema_decay``, the one exported and scored above)
+    against the raw GTN's, with the same fresh learners: on the validation split (where a choice
+    may be made) and on the test split; paired differences."""
+    raw = trainer.teaching_set(averaged=False).to(device)
+    averaged = trainer.teaching_set().to(device)
+    row: dict[str, Any] = {"ema_decay": config.ema_decay}
+    for split, x, y in (("val", data.val_x, data.val_y), ("test", data.test_x, data.test_y)):
+        raw_accs, _ = teaching_set_accuracies(config, data, raw, count, "eval", x, y, device)
+        avg_accs = averaged_test if split == "test" else teaching_set_accuracies(
+            config, data, averaged, count, "eval", x, y, device)[0]
+        row[split] = {"averaged": mean_std(avg_accs), "raw": mean_std(raw_accs), "averaged_per_learner": avg_accs,
+                      "raw_per_learner": raw_accs, "averaged_minus_raw": paired(avg_accs, raw_accs)}
+        d = row[split]["averaged_minus_raw"]
+        print(f"moving average ({config.ema_decay}) vs raw GTN, {split}: {row[split]['averaged'][0]:.4f} vs "
+              f"{row[split]['raw'][0]:.4f} ({d['mean_points']:+.2f} +- {d['se_points']:.2f} points, paired)",
+              flush=True)
+    return row
+
+
 def gtn_curve(module, teaching: TeachingSet, x, y, points: list[int]) -> dict[int, float]:
     """Test accuracy after each step count in ``points`` while training on the teaching set."""
     accs: dict[int, float] = {}
@@ -334,6 +362,8 @@ def main() -> None:
         "gap_points_at_T": 100 * (gtn_mean - base["test_mean"]),
         "speedup": speedup, "speedup_text": speedup_text,
     }
+    if trainer.ema is not None:
+        results["moving_average"] = moving_average_check(config, data, trainer, gtn_final, args.learners, device)
     (out / "results.json").write_text(json.dumps(results, indent=2))  # kept if the ablations are interrupted
     print(f"saved {out / 'results.json'}")
     if args.ablations:

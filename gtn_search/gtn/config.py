@@ -40,6 +40,11 @@ class GTNConfig(StrictModel):
     #: by orders of magnitude between cells; averaging over K tames that.
     learners_per_iteration: int = Field(default=1, ge=1, le=256)
     lr: float = Field(default=0.02, gt=0.0, le=10.0)
+    #: exponential moving average of the GTN's parameters (generator, curriculum, lr/momentum
+    #: schedule) with this decay, updated after every meta-update; the exported teaching set and
+    #: the validation monitor use the average (``MetaTrainer.teaching_set(averaged=False)`` gives the
+    #: raw one). It does not change meta-training itself. None: no average.
+    ema_decay: float | None = Field(default=None, gt=0.0, lt=1.0)
     betas: Annotated[tuple[float, float], Field(strict=False)] = (0.9, 0.999)
     final_lr_fraction: float = Field(default=0.1, ge=0.0, le=1.0)
     grad_clip: float | None = Field(default=None, gt=0.0)
@@ -76,7 +81,7 @@ class GTNConfig(StrictModel):
 
 
 #: GTNConfig fields added after the first release, left out of :meth:`GTNConfig.to_mapping` at their default.
-LATER_FIELDS: dict[str, Any] = {"learners_per_iteration": 1}
+LATER_FIELDS: dict[str, Any] = {"learners_per_iteration": 1, "ema_decay": None}
 
 
 def preset_names() -> list[str]:

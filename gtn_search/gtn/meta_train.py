@@ -4,8 +4,9 @@ One meta-iteration: draw a fresh learner (weights and, for NAS learners, archite
 the curriculum, train the learner T steps on it differentiably, take its loss on a batch of real
 *training* images (plus optional intermediate real-data losses along the way), back-propagate
 through the whole inner run into the generator, the curriculum and the lr/momentum schedule, and
-take one Adam step (cosine-decayed learning rate, optional gradient clipping). The validation split
-is only monitored. Every random draw of iteration i is derived from ``(seed, i)``, so resuming from
+take one Adam step (cosine-decayed learning rate, optional gradient clipping), optionally folding the
+new parameters into an exponential moving average (``ema_decay``), which is what gets exported. The
+validation split is only monitored. Every random draw of iteration i is derived from ``(seed, i)``, so resuming from
 a checkpoint continues bit for bit like an uninterrupted run on CPU (on CUDA with
 ``deterministic: true``). The GTN, the learners and the data live on ``config.device``; the random
 draws are made on the CPU and moved, and checkpoints are written from the CPU.
@@ -24,6 +25,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from gtn_search.augment import random_crop_flip
 from gtn_search.data import DatasetTensors
@@ -54,6 +56,10 @@ class MetaTrainer:
         self.data = data.to(self.device)
         with torch_seed(derive_seed(config.seed, "gtn-init")):
             self.gtn = GTN(config, data.shape, data.num_classes).to(self.device)
+        #: the moving average of the GTN (``ema_decay``), or None
+        self.ema: AveragedModel | None = None
+        if config.ema_decay is not None:
+            self.ema = AveragedModel(self.gtn, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay))
         self.meta_opt = torch.optim.Adam(self.gtn.parameters(), lr=config.lr, betas=tuple(config.betas))
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.meta_opt, T_max=config.meta_iterations, eta_min=config.lr * config.final_lr_fraction
@@ -143,6 +149,8 @@ class MetaTrainer:
                         it, self.nonfinite_streak)
         else:
             self.meta_opt.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.gtn)
             self.nonfinite_streak = 0
         self.meta_opt.zero_grad(set_to_none=True)
         record = {
@@ -166,9 +174,18 @@ class MetaTrainer:
         return record
 
     # -- monitoring and export -------------------------------------------------------------------
-    def teaching_set(self) -> TeachingSet:
-        """The current curriculum frozen into CPU tensors (the learner-facing images and schedule)."""
-        return _freeze(self.gtn, self.config, self.data.name, self.data.mean, self.data.std, self.iteration)
+    def exported_gtn(self, averaged: bool = True) -> GTN:
+        """The GTN that teaching sets come from: the moving average when ``ema_decay`` is set (and
+        ``averaged``) and at least one update was averaged, else the GTN being meta-trained."""
+        if averaged and self.ema is not None and int(self.ema.n_averaged) > 0:
+            return self.ema.module  # type: ignore[return-value]
+        return self.gtn
+
+    def teaching_set(self, averaged: bool = True) -> TeachingSet:
+        """The current curriculum frozen into CPU tensors (the learner-facing images and schedule),
+        from :meth:`exported_gtn`."""
+        return _freeze(self.exported_gtn(averaged), self.config, self.data.name, self.data.mean, self.data.std,
+                       self.iteration)
 
     def monitor(self) -> float:
         """Validation accuracy (on ``monitor_size`` images) of a fixed fresh learner trained on the teaching set."""
@@ -221,6 +238,7 @@ class MetaTrainer:
             "iteration": self.iteration,
             "nonfinite_streak": self.nonfinite_streak,
             "gtn": self.gtn.state_dict(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "optimizer": self.meta_opt.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "history": self.history,
@@ -237,6 +255,11 @@ class MetaTrainer:
                                   f"{self.data.num_classes}")
         try:
             self.gtn.load_state_dict(state["gtn"])
+            if self.ema is not None:
+                if "ema" not in state:
+                    raise CheckpointError(f"{where}: has no moving average of the GTN, but ema_decay is "
+                                          f"{self.config.ema_decay}; resume without ema_decay")
+                self.ema.load_state_dict(state["ema"])
             self.meta_opt.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
@@ -277,7 +300,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def teaching_set_from_checkpoint(path: str | os.PathLike[str]) -> TeachingSet:
-    """The teaching set of a GTN checkpoint, from the checkpoint alone (no dataset is loaded).
+    """The teaching set of a GTN checkpoint, from the checkpoint alone (no dataset is loaded): from
+    the moving average of the GTN when the run kept one (``ema_decay``), as ``MetaTrainer.teaching_set``.
 
     Checkpoints written before the dataset's mean/std were stored give a teaching set without
     them (drawings then scale each image to its own range).
@@ -289,8 +313,11 @@ def teaching_set_from_checkpoint(path: str | os.PathLike[str]) -> TeachingSet:
     shape = tuple(int(v) for v in state["image_shape"])
     with torch_seed(derive_seed(config.seed, "gtn-init")):
         gtn = GTN(config, shape, int(state["num_classes"]))  # type: ignore[arg-type]
+    averaged = state.get("ema")
     try:
         gtn.load_state_dict(state["gtn"])
+        if isinstance(averaged, dict) and int(averaged.get("n_averaged", 0)) > 0:
+            gtn.load_state_dict({k[len("module."):]: v for k, v in averaged.items() if k.startswith("module.")})
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: does not match its own configuration ({str(exc).splitlines()[0][:160]})") from None
     mean, std = (tuple(float(v) for v in state.get(key, ())) for key in ("mean", "std"))
