@@ -75,3 +75,20 @@ def test_a_checkpoint_without_the_average_is_refused_with_the_fix(tmp_path):
 def test_runs_without_the_average_store_the_same_config_as_before():
     assert "ema_decay" not in tiny_config().to_mapping()
     assert tiny_config(ema_decay=0.99).to_mapping()["ema_decay"] == 0.99
+
+
+def test_gtn_train_exports_the_average_and_says_so(tmp_path, mnist_root, capsys):
+    from gtn_search.cli import main
+    from gtn_search.gtn.teaching_set import TeachingSet
+    from tests.test_gtn import TINY
+
+    out = tmp_path / "run"
+    sets = [f"--set={k}={v}" for k, v in {**TINY, "inner_steps": 3, "meta_iterations": 3, "monitor_every": 0}.items()
+            if not isinstance(v, dict)]
+    sets += ["--set=generator={noise_dim: 8, hidden: 32, channels: 8}",
+             "--set=learner={kind: conv, channels: [4, 8], hidden: 16}", "--set=ema_decay=0.5"]
+    assert main(["gtn", "train", "--out", str(out), "--data-root", str(mnist_root), "--no-progress",
+                 "--threads", "1", *sets]) == 0
+    assert "from the moving average of the GTN, decay 0.5" in capsys.readouterr().out
+    written = TeachingSet.load(out / "teaching_set.pt")
+    assert torch.equal(written.lr, teaching_set_from_checkpoint(out / "checkpoint.pt").lr)

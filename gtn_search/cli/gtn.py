@@ -104,7 +104,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     seconds = sum(trainer.history["seconds"])
     print(f"done: {trainer.iteration} meta-iterations in {seconds / 60:.1f} min of meta-training"
           + (f"; monitor validation accuracy {acc:.4f}" if acc is not None else ""))
-    print(f"wrote {out / 'teaching_set.pt'} ({teaching.summary()})")
+    averaged = trainer.exported_gtn() is not trainer.gtn
+    print(f"wrote {out / 'teaching_set.pt'} ({teaching.summary()}"
+          + (f"; from the moving average of the GTN, decay {trainer.config.ema_decay})" if averaged else ")"))
     for pic in pictures:
         print(f"wrote {pic}")
     return 0
