@@ -45,6 +45,9 @@ def test_summary_pairs_each_variant_with_the_baseline_learner_by_learner(tmp_pat
     assert "paired_delta_points" not in rows[0]  # other learners: no paired difference is claimed
     assert json.loads((tmp_path / "results.json").read_text())[1]["paired_delta_points"] == pytest.approx(0.2)
     assert "+0.20 +- 0.06 pts" in capsys.readouterr().out
+    assert "paired_vs_soft_labels_points" not in soft  # a variant is not paired with itself
+    base = rows[2]
+    assert base["paired_vs_soft_labels_points"] == pytest.approx(-0.2)  # the second reference column
 
 
 def test_every_screened_variant_is_a_valid_preset_override():
