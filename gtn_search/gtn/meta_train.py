@@ -6,8 +6,8 @@ the curriculum, train the learner T steps on it differentiably, take its loss on
 through the whole inner run into the generator, the curriculum and the lr/momentum schedule, and
 take one Adam step (cosine-decayed learning rate, optional gradient clipping), optionally folding the
 new parameters into an exponential moving average (``ema_decay``), which is what gets exported. The
-validation split is only monitored. Every random draw of iteration i is derived from ``(seed, i)``, so resuming from
-a checkpoint continues bit for bit like an uninterrupted run on CPU (on CUDA with
+validation split is only monitored. Every random draw of iteration i is derived from ``(seed, i)``,
+so resuming from a checkpoint continues bit for bit like an uninterrupted run on CPU (on CUDA with
 ``deterministic: true``). The GTN, the learners and the data live on ``config.device``; the random
 draws are made on the CPU and moved, and checkpoints are written from the CPU.
 """
