@@ -87,13 +87,13 @@ def paired(a: list[float], b: list[float]) -> dict[str, float]:
     return {"mean_points": statistics.mean(diffs), "se_points": se}
 
 
-def moving_average_check(config: GTNConfig, data, trainer: MetaTrainer, averaged_test: list[float], count: int,
-                         device: torch.device) -> dict[str, Any]:
-    """The teaching set of the GTN's moving average (``ema_decay``, the one exported and scored above)
-    against the raw GTN's, with the same fresh learners: on the validation split (where a choice
-    may be made) and on the test split; paired differences."""
+def moving_average_check(config: GTNConfig, data, trainer: MetaTrainer, averaged: TeachingSet,
+                         averaged_test: list[float], count: int, device: torch.device) -> dict[str, Any]:
+    """The teaching set of the GTN's moving average (``ema_decay``: ``averaged``, the one exported and
+    scored above, with test accuracies ``averaged_test``) against the raw GTN's, with the same fresh
+    learners: on the validation split (where a choice may be made) and on the test split; paired
+    differences."""
     raw = trainer.teaching_set(averaged=False).to(device)
-    averaged = trainer.teaching_set().to(device)
     row: dict[str, Any] = {"ema_decay": config.ema_decay}
     for split, x, y in (("val", data.val_x, data.val_y), ("test", data.test_x, data.test_y)):
         raw_accs, _ = teaching_set_accuracies(config, data, raw, count, "eval", x, y, device)
@@ -363,7 +363,8 @@ def main() -> None:
         "speedup": speedup, "speedup_text": speedup_text,
     }
     if trainer.ema is not None:
-        results["moving_average"] = moving_average_check(config, data, trainer, gtn_final, args.learners, device)
+        results["moving_average"] = moving_average_check(config, data, trainer, teaching, gtn_final, args.learners,
+                                                         device)
     (out / "results.json").write_text(json.dumps(results, indent=2))  # kept if the ablations are interrupted
     print(f"saved {out / 'results.json'}")
     if args.ablations:

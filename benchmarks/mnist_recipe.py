@@ -31,7 +31,7 @@ import torch
 from gtn_search.data import load_dataset
 from gtn_search.gtn.config import load_config
 
-from gtn_vs_real import mean_std, meta_train, teaching_set_accuracies  # type: ignore[import-not-found]
+from gtn_vs_real import mean_std, meta_train, paired, teaching_set_accuracies  # type: ignore[import-not-found]
 
 #: the recipe changes screened (preset overrides); the first four cost about what the preset costs per
 #: meta-iteration
@@ -82,8 +82,8 @@ def _paired(row: dict[str, Any], ref: dict[str, Any] | None) -> tuple[float, flo
     scored the same learners (seeds and widths)."""
     if ref is None or row is ref or row["learners"] != ref["learners"]:
         return None
-    diffs = [100 * (a - b) for a, b in zip(row["per_learner"], ref["per_learner"])]
-    return statistics.mean(diffs), (statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else 0.0)
+    pair = paired(row["per_learner"], ref["per_learner"])
+    return pair["mean_points"], pair["se_points"]
 
 
 def summary(out: Path, second: str = "soft_labels") -> list[dict[str, Any]]:

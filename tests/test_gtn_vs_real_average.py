@@ -39,7 +39,7 @@ def test_moving_average_check_scores_both_teaching_sets_with_the_same_learners(b
     device = torch.device("cpu")
     averaged_test, _ = bench.teaching_set_accuracies(config, data, trainer.teaching_set(), 4, "eval",
                                                      data.test_x, data.test_y, device)
-    row = bench.moving_average_check(config, data, trainer, averaged_test, 4, device)
+    row = bench.moving_average_check(config, data, trainer, trainer.teaching_set(), averaged_test, 4, device)
     raw_val, _ = bench.teaching_set_accuracies(config, data, trainer.teaching_set(averaged=False), 4, "eval",
                                                data.val_x, data.val_y, device)
     avg_val, _ = bench.teaching_set_accuracies(config, data, trainer.teaching_set(), 4, "eval",
